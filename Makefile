@@ -1,0 +1,34 @@
+# The two commands of the README: `make run` (set up + run the main job) and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+
+.PHONY: run test lint ui mlflow-ui clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# The CPU wheel of torch first: left to itself pip would pick a multi-GB CUDA build.
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/prune-dagster run
+
+test: $(BIN)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/python -m pytest -q
+
+ui: $(BIN)/.installed
+	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p 3000
+
+mlflow-ui: $(BIN)/.installed
+	$(BIN)/mlflow ui --backend-store-uri $$($(BIN)/python -m prune_dagster.paths tracking-uri) -h $(HOST) -p 5000
+
+clean:
+	rm -rf data

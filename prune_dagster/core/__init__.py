@@ -1,0 +1,1 @@
+"""Pure algorithms: numpy / scikit-learn / imbalanced-learn / torch. Nothing here imports dagster."""

@@ -1,0 +1,97 @@
+"""The Dataset: ids, pixels, labels, class names and the held-out split, stored once.
+
+Pruning steps never copy pixels: they pass kept ids around and look pixels up here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from prune_dagster.core.errors import DatasetError
+
+TRAIN, TEST = "train", "test"
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A labelled image dataset.
+
+    images: (N, H, W, C) float32, values in [0, 1]; a sample that could not be decoded is all-NaN
+    and named in `load_errors`. labels: (N,) int64 indices into `class_names`. split: (N,) of
+    "train" / "test" (empty until `with_split`).
+    """
+
+    ids: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple[str, ...]
+    source: str
+    split: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
+    load_errors: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.ids)
+        if n == 0:
+            raise DatasetError(f"{self.source}: the dataset is empty (no samples found)")
+        if self.images.ndim != 4:
+            raise DatasetError(f"{self.source}: images must be (N, H, W, C), got shape {self.images.shape}")
+        if len(self.images) != n or len(self.labels) != n:
+            raise DatasetError(
+                f"{self.source}: {len(self.images)} images, {len(self.labels)} labels and {n} ids; "
+                "expected the same number of each"
+            )
+        dup = pd.Index(self.ids).duplicated()
+        if dup.any():
+            raise DatasetError(f"{self.source}: id {self.ids[dup][0]!r} appears more than once; ids must be unique")
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    def index_of(self, ids: np.ndarray | list[str]) -> np.ndarray:
+        """Row positions of `ids`; raises naming the first id that is not in the dataset."""
+        pos = pd.Index(self.ids).get_indexer(np.asarray(ids, dtype=object))
+        if (pos < 0).any():
+            missing = np.asarray(ids, dtype=object)[pos < 0][0]
+            raise DatasetError(f"{self.source}: unknown sample id {missing!r}")
+        return pos
+
+    def ids_in(self, split: str) -> np.ndarray:
+        return self.ids[self.split == split]
+
+    def digest(self) -> str:
+        """Content digest of ids, labels, pixels and split: the asset's data version."""
+        h = hashlib.blake2b(digest_size=16)
+        for part in (np.asarray(self.ids, dtype=str), self.labels, np.ascontiguousarray(self.images),
+                     np.asarray(self.split, dtype=str)):
+            h.update(np.ascontiguousarray(part).tobytes())
+        h.update("\n".join(self.class_names).encode())
+        return h.hexdigest()
+
+    def with_split(self, test_fraction: float, seed: int) -> Dataset:
+        return replace(self, split=stratified_split(self.labels, test_fraction, seed))
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
+    """Seeded, per-class split. A class keeps at least one train sample, so rare classes never crash."""
+    if not 0.0 < test_fraction < 1.0:
+        raise DatasetError(f"test_fraction must be in (0, 1), got {test_fraction}")
+    rng = np.random.default_rng(seed)
+    split = np.full(len(labels), TRAIN, dtype=object)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        n_test = min(int(round(test_fraction * len(members))), len(members) - 1)
+        if n_test > 0:
+            split[rng.choice(members, size=n_test, replace=False)] = TEST
+    return split

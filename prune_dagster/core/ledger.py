@@ -1,0 +1,106 @@
+"""Who removed which sample, and why: the Selection that flows between pruning steps.
+
+A Selection is ids, not pixels: the kept original train ids, the cumulative ledger of removed ids
+(one row per removed sample: id, step, reason, score), a record of each step, and what later steps
+add (synthetic samples from rebalancing, a feature mask). Undoing a step = taking its ledger rows
+back into the kept set (see `undo`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from prune_dagster.core.errors import ConfigError
+
+LEDGER_COLUMNS = ["id", "step", "reason", "score"]
+
+
+def removed_frame(ids: Any = (), reason: Any = "", score: Any = np.nan) -> pd.DataFrame:
+    """A step's removals: columns id, reason, score (the step name is added by `Selection.advance`)."""
+    ids = np.asarray(ids, dtype=object)
+    return pd.DataFrame({
+        "id": ids,
+        "reason": np.broadcast_to(np.asarray(reason, dtype=object), ids.shape),
+        "score": np.broadcast_to(np.asarray(score, dtype=float), ids.shape),
+    })
+
+
+@dataclass
+class Synthetic:
+    """Samples a step created (e.g. SMOTE): new ids, their own pixels, labels and parent ids."""
+
+    ids: np.ndarray
+    images: np.ndarray
+    labels: np.ndarray
+    step: str
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame({"id": self.ids, "label": self.labels, "step": self.step})
+
+
+@dataclass
+class StepResult:
+    """What a pure step function returns."""
+
+    removed: pd.DataFrame
+    metadata: dict[str, Any] = field(default_factory=dict)
+    synthetic: Synthetic | None = None
+    feature_mask: np.ndarray | None = None
+    scores: pd.Series | None = None
+
+
+@dataclass
+class Selection:
+    """The current view of the training split after some pruning steps."""
+
+    kept_ids: np.ndarray
+    test_ids: np.ndarray
+    n_train_split: int
+    ledger: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LEDGER_COLUMNS))
+    history: list[dict[str, Any]] = field(default_factory=list)
+    synthetic: Synthetic | None = None
+    feature_mask: np.ndarray | None = None
+    pinned_keep: frozenset[str] = frozenset()
+
+    def advance(self, step: str, result: StepResult, config: dict[str, Any], seconds: float) -> Selection:
+        """Apply a step's result; pinned-keep ids are never removed."""
+        removed = result.removed
+        if len(removed):
+            unknown = ~removed["id"].isin(self.kept_ids)
+            if unknown.any():
+                raise ConfigError(f"step {step}: removes id {removed['id'][unknown].iloc[0]!r} that is not kept")
+            if self.pinned_keep:
+                removed = removed[~removed["id"].isin(self.pinned_keep)]
+        rows = removed.assign(step=step)[LEDGER_COLUMNS]
+        kept = self.kept_ids[~pd.Index(self.kept_ids).isin(rows["id"])]
+        by_reason = {str(k): int(v) for k, v in rows["reason"].value_counts().items()}
+        record = {"step": step, "config": dict(config), "n_in": int(len(self.kept_ids)), "n_out": int(len(kept)),
+                  "removed_by_reason": by_reason, "seconds": round(float(seconds), 3)}
+        ledger = rows if self.ledger.empty else pd.concat([self.ledger, rows], ignore_index=True)
+        return replace(
+            self,
+            kept_ids=kept,
+            ledger=ledger.reset_index(drop=True),
+            history=[*self.history, record],
+            synthetic=result.synthetic if result.synthetic is not None else self.synthetic,
+            feature_mask=result.feature_mask if result.feature_mask is not None else self.feature_mask,
+        )
+
+    @property
+    def retained_fraction(self) -> float:
+        """Kept original samples / train split."""
+        return len(self.kept_ids) / max(self.n_train_split, 1)
+
+    def step_counts(self) -> list[dict[str, Any]]:
+        return [{k: r[k] for k in ("step", "n_in", "n_out", "removed_by_reason", "seconds")} for r in self.history]
+
+
+def undo(kept_ids: np.ndarray, ledger: pd.DataFrame, step: str) -> tuple[np.ndarray, pd.DataFrame]:
+    """Take back every sample `step` removed: returns (kept ids, ledger) as if the step had kept them."""
+    back = ledger["step"] == step
+    return (np.concatenate([np.asarray(kept_ids, dtype=object), ledger.loc[back, "id"].to_numpy(dtype=object)]),
+            ledger[~back].reset_index(drop=True))

@@ -1,0 +1,122 @@
+"""Training and evaluation loops for the document's CNN (CPU by default, seeded)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import torch
+from torch import nn
+
+from prune_dagster.core.model import PruneCNN
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    seed: int = 0
+    threads: int = 0  # 0: torch's default (one per core)
+
+
+class EpochPlan(Protocol):
+    """Chooses which samples an epoch visits and how their losses are weighted (dynamic pruning)."""
+
+    def plan(self, epoch: int, n_epochs: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def update(self, indices: np.ndarray, losses: np.ndarray, epoch: int) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    model: PruneCNN
+    seconds: float
+    sample_passes: int
+    epoch_losses: list[float] = field(default_factory=list)
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) float array → (N, C, H, W) float32 tensor."""
+    return torch.from_numpy(np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)), dtype=np.float32))
+
+
+def build_model(images: np.ndarray, n_classes: int, feature_mask: np.ndarray | None = None) -> PruneCNN:
+    _, h, w, c = images.shape
+    model = PruneCNN(c, h, w, n_classes)
+    model.mean.fill_(float(images.mean()))
+    model.std.fill_(float(images.std()) or 1.0)
+    if feature_mask is not None:
+        model.mask.copy_(torch.from_numpy(feature_mask.astype(np.float32)).reshape(1, 1, h, w))
+    return model
+
+
+def train_cnn(
+    images: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    config: TrainConfig = TrainConfig(),
+    feature_mask: np.ndarray | None = None,
+    epoch_plan: EpochPlan | None = None,
+    on_epoch: Callable[[int, PruneCNN], None] | None = None,
+) -> TrainResult:
+    """Adam on per-sample cross-entropy; `epoch_plan` may skip and re-weight samples per epoch."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    rng = np.random.default_rng(config.seed)
+    x, y = to_tensor(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    model = build_model(images, n_classes, feature_mask)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    loss_fn = nn.CrossEntropyLoss(reduction="none")
+    n, passes, epoch_losses = len(y), 0, []
+    start = time.perf_counter()
+    for epoch in range(config.epochs):
+        model.train()
+        if epoch_plan is None:
+            order, weights = rng.permutation(n), np.ones(n, dtype=np.float32)
+        else:
+            order, weights = epoch_plan.plan(epoch, config.epochs, rng)
+        w_all = torch.from_numpy(np.asarray(weights, dtype=np.float32))
+        total = 0.0
+        seen_losses = np.empty(len(order), dtype=np.float32)
+        for s in range(0, len(order), config.batch_size):
+            idx = torch.from_numpy(np.asarray(order[s:s + config.batch_size], dtype=np.int64))
+            losses = loss_fn(model(x[idx]), y[idx])
+            loss = (losses * w_all[s:s + config.batch_size]).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            seen_losses[s:s + len(idx)] = losses.detach().numpy()
+            total += float(loss.detach()) * len(idx)
+        passes += len(order)
+        epoch_losses.append(total / max(len(order), 1))
+        if epoch_plan is not None:
+            epoch_plan.update(np.asarray(order), seen_losses, epoch)
+        if on_epoch is not None:
+            on_epoch(epoch, model)
+    return TrainResult(model=model.eval(), seconds=time.perf_counter() - start, sample_passes=passes,
+                       epoch_losses=epoch_losses)
+
+
+@torch.no_grad()
+def predict_proba(model: PruneCNN, images: np.ndarray, batch_size: int = 2048) -> np.ndarray:
+    model.eval()
+    x = to_tensor(images)
+    out = [torch.softmax(model(x[s:s + batch_size]), dim=1) for s in range(0, len(x), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, model.fc2.out_features), dtype=np.float32)
+
+
+def accuracy(model: PruneCNN, images: np.ndarray, labels: np.ndarray) -> float:
+    if len(labels) == 0:
+        return float("nan")
+    return float((predict_proba(model, images).argmax(1) == np.asarray(labels)).mean())
+
+
+def default_threads() -> int:
+    return int(os.environ.get("PRUNE_TORCH_THREADS", "0"))

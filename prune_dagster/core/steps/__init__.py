@@ -1,0 +1,1 @@
+"""One module per pruning step; each exposes a pure function returning a StepResult."""

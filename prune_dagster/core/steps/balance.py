@@ -1,0 +1,77 @@
+"""Class rebalancing with imbalanced-learn samplers, bounded by a maximum class ratio."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.ledger import StepResult, Synthetic, removed_frame
+
+SAMPLERS = ("none", "smote", "random_over", "random_under", "near_miss", "tomek")
+OVER = ("smote", "random_over")
+
+
+def histogram(labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, int]:
+    counts = np.bincount(labels, minlength=len(class_names))
+    return {class_names[c]: int(n) for c, n in enumerate(counts)}
+
+
+def rebalance(ids: np.ndarray, images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...],
+              sampler: str = "smote", max_imbalance: float = 2.0, seed: int = 0) -> StepResult:
+    """Bring the largest/smallest class ratio down to `max_imbalance`.
+
+    Over-samplers raise small classes to ceil(n_max / max_imbalance) and return the new samples as
+    `Synthetic` (their own ids and pixels; originals are untouched). Under-samplers cut large classes
+    to floor(n_min × max_imbalance) and report the cut samples. `tomek` removes majority members of
+    Tomek links whatever the ratio. Data already within the ratio is left as it is.
+    """
+    from imblearn.over_sampling import SMOTE, RandomOverSampler
+    from imblearn.under_sampling import NearMiss, RandomUnderSampler, TomekLinks
+
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler={sampler!r}; expected one of {SAMPLERS}")
+    if max_imbalance < 1.0:
+        raise ConfigError(f"max_imbalance={max_imbalance}; expected a ratio >= 1")
+    before = histogram(labels, class_names)
+    meta: dict = {"histogram_before": before, "sampler": sampler}
+    present, counts = np.unique(labels, return_counts=True)
+    ratio = counts.max() / counts.min()
+    meta["imbalance_before"] = round(float(ratio), 3)
+    x = images.reshape(len(images), -1)
+    ids = np.asarray(ids, dtype=object)
+
+    if sampler == "none" or (sampler != "tomek" and ratio <= max_imbalance):
+        return StepResult(removed=removed_frame(), metadata={**meta, "histogram_after": before})
+
+    if sampler in OVER:
+        target = math.ceil(counts.max() / max_imbalance)
+        strategy = {int(c): target for c, n in zip(present, counts, strict=True) if n < target}
+        smallest = min(counts[np.isin(present, list(strategy))])
+        if sampler == "smote" and smallest >= 2:
+            obj = SMOTE(sampling_strategy=strategy, k_neighbors=min(5, smallest - 1), random_state=seed)
+        else:  # SMOTE needs two samples of a class to interpolate between
+            meta["fallback"] = "random_over" if sampler == "smote" else None
+            obj = RandomOverSampler(sampling_strategy=strategy, random_state=seed)
+        x_res, y_res = obj.fit_resample(x, labels)
+        new_x, new_y = x_res[len(x):], y_res[len(x):]
+        syn_ids = np.array([f"synthetic/{sampler}/{i:06d}" for i in range(len(new_y))], dtype=object)
+        synthetic = Synthetic(ids=syn_ids, images=new_x.reshape(-1, *images.shape[1:]).astype(np.float32),
+                              labels=new_y.astype(np.int64), step="class_balanced")
+        after = histogram(np.concatenate([labels, new_y]), class_names)
+        return StepResult(removed=removed_frame(), synthetic=synthetic,
+                          metadata={**meta, "histogram_after": after, "n_synthetic": int(len(new_y))})
+
+    if sampler == "tomek":
+        obj = TomekLinks()
+    else:
+        target = math.floor(counts.min() * max_imbalance)
+        strategy = {int(c): target for c, n in zip(present, counts, strict=True) if n > target}
+        cls = RandomUnderSampler if sampler == "random_under" else NearMiss
+        obj = cls(sampling_strategy=strategy, **({"random_state": seed} if sampler == "random_under" else {}))
+    obj.fit_resample(x, labels)
+    keep = np.zeros(len(x), dtype=bool)
+    keep[obj.sample_indices_] = True
+    removed = removed_frame(ids[~keep], f"rebalance_{sampler}", np.nan)
+    return StepResult(removed=removed, metadata={**meta, "histogram_after": histogram(labels[keep], class_names)})

@@ -1,0 +1,18 @@
+"""The Dagster Definitions: `dagster dev -m prune_dagster.definitions` or `-w workspace.yaml`."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from prune_dagster.defs.assets import cleaning, ingest, selection, shaping, training
+from prune_dagster.defs.checks import CHECKS
+from prune_dagster.defs.jobs import prune_job, train_job
+from prune_dagster.defs.resources import MlflowResource, OutputStore
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([ingest, cleaning, shaping, selection, training]),
+    asset_checks=CHECKS,
+    jobs=[prune_job, train_job],
+    resources={"mlflow": MlflowResource(), "output_store": OutputStore()},
+    executor=dg.in_process_executor,
+)

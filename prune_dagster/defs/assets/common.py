@@ -1,0 +1,74 @@
+"""What every pruning asset shares: the data view, timing and metadata."""
+
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import dagster as dg
+import numpy as np
+
+from prune_dagster.core.dataset import Dataset
+from prune_dagster.core.export import _jsonable
+from prune_dagster.core.gallery import gallery_markdown
+from prune_dagster.core.ledger import Selection, StepResult
+
+
+def view(dataset: Dataset, selection: Selection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(ids, images, labels) of the currently kept training samples, in dataset order."""
+    pos = np.sort(dataset.index_of(selection.kept_ids))
+    return dataset.ids[pos], dataset.images[pos], dataset.labels[pos]
+
+
+def to_metadata(values: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if value is None:
+            continue
+        if isinstance(value, dict | list | tuple):
+            out[key] = dg.MetadataValue.json(_jsonable(value))
+        elif isinstance(value, np.generic):
+            out[key] = value.item()
+        else:
+            out[key] = value
+    return out
+
+
+def removed_gallery(dataset: Dataset, selection: Selection, step: str, limit: int = 16) -> dg.MetadataValue:
+    rows = selection.ledger[selection.ledger["step"] == step].head(limit)
+    if rows.empty:
+        return dg.MetadataValue.md("_nothing removed_")
+    images = dataset.images[dataset.index_of(rows["id"].to_numpy())]
+    captions = [f"`{r.id}` {dataset.class_names[dataset.labels[dataset.index_of([r.id])[0]]]}: {r.reason}"
+                for r in rows.itertuples()]
+    return dg.MetadataValue.md(gallery_markdown(images, captions, limit))
+
+
+def run_step(
+    name: str,
+    dataset: Dataset,
+    selection: Selection,
+    config: dg.Config,
+    compute: Callable[[np.ndarray, np.ndarray, np.ndarray], StepResult],
+    extra_metadata: dict[str, Any] | None = None,
+) -> dg.Output[Selection]:
+    """Call a pure step on the current view, record it, and return the new Selection with metadata."""
+    ids, images, labels = view(dataset, selection)
+    start = time.perf_counter()
+    result = compute(ids, images, labels)
+    seconds = time.perf_counter() - start
+    new = selection.advance(name, result, config.model_dump(), seconds)
+    record = new.history[-1]
+    metadata = {
+        "n_in": record["n_in"],
+        "n_out": record["n_out"],
+        "n_removed": record["n_in"] - record["n_out"],
+        "removed_by_reason": record["removed_by_reason"],
+        "seconds": record["seconds"],
+        "retained_fraction_of_train": round(new.retained_fraction, 4),
+        **result.metadata,
+        **(extra_metadata or {}),
+    }
+    out = to_metadata(metadata)
+    out["removed_samples"] = removed_gallery(dataset, new, name)
+    return dg.Output(new, metadata=out)

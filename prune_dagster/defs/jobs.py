@@ -1,0 +1,25 @@
+"""Jobs. The whole graph runs in one process: a spawned process per step would re-import torch
+for each of the eleven steps (see benchmarks/executor_overhead.py)."""
+
+
+import dagster as dg
+
+PRUNE_GRAPH = [
+    "raw_dataset", "validated", "exact_deduplicated", "near_deduplicated", "outliers_removed",
+    "label_noise_removed", "class_balanced", "features_selected", "pruned_dataset", "trained_model",
+    "model_evaluation",
+]
+
+prune_job = dg.define_asset_job(
+    "prune_job",
+    selection=dg.AssetSelection.assets(*PRUNE_GRAPH),
+    description="The whole pruning graph: raw data → every pruning step → the CNN → test accuracy in MLflow.",
+    executor_def=dg.in_process_executor,
+)
+
+train_job = dg.define_asset_job(
+    "train_job",
+    selection=dg.AssetSelection.assets("trained_model", "model_evaluation"),
+    description="Retrain and evaluate on the latest pruned dataset.",
+    executor_def=dg.in_process_executor,
+)

@@ -1,0 +1,81 @@
+"""Dagster resources: the MLflow tracking store and the output folder."""
+
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+import dagster as dg
+
+from prune_dagster import paths
+
+
+class MlflowResource(dg.ConfigurableResource):
+    """A thin wrapper around `mlflow` (dagster-mlflow pins old releases; this needs none).
+
+    `tracking_uri` empty → `MLFLOW_TRACKING_URI` or the project's SQLite store (an absolute path).
+    """
+
+    tracking_uri: str = ""
+    experiment_name: str = "prune-dagster"
+
+    def uri(self) -> str:
+        return self.tracking_uri or paths.tracking_uri()
+
+    def experiment_id(self) -> str:
+        import mlflow
+
+        mlflow.set_tracking_uri(self.uri())
+        exp = mlflow.get_experiment_by_name(self.experiment_name)
+        if exp is not None:
+            return exp.experiment_id
+        location = None
+        parsed = urlparse(self.uri())
+        if parsed.scheme == "sqlite":  # keep artifacts beside the database, not in the working directory
+            location = Path(parsed.path).parent.joinpath("mlartifacts").resolve().as_uri()
+        try:
+            return mlflow.create_experiment(self.experiment_name, artifact_location=location)
+        except Exception:  # another run created it between our lookup and create
+            exp = mlflow.get_experiment_by_name(self.experiment_name)
+            if exp is None:
+                raise
+            return exp.experiment_id
+
+    @contextmanager
+    def start_run(self, run_id: str | None = None, run_name: str | None = None,
+                  tags: dict[str, str] | None = None) -> Iterator:
+        """Open (or resume) one run and always close it, so no run leaks across steps."""
+        import mlflow
+
+        experiment_id = self.experiment_id()
+        with mlflow.start_run(run_id=run_id, run_name=run_name, tags=tags,
+                              experiment_id=None if run_id else experiment_id) as run:
+            yield run
+
+
+class OutputStore(dg.ConfigurableResource):
+    """Where each run's kept_ids.csv, ledger.csv and summary.json go.
+
+    `root` empty → `PRUNE_OUTPUT_DIR` or `<project>/data/outputs`. Each Dagster run writes into
+    `runs/<run_id>/`; `latest` is a symlink swapped atomically to the newest complete run.
+    """
+
+    root: str = ""
+
+    def path(self) -> Path:
+        return Path(self.root).resolve() if self.root else paths.output_dir()
+
+    def run_folder(self, run_id: str) -> Path:
+        folder = self.path() / "runs" / run_id
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder
+
+    def mark_latest(self, run_id: str) -> Path:
+        link = self.path() / "latest"
+        tmp = self.path() / f".latest.{os.getpid()}"
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(Path("runs") / run_id, target_is_directory=True)
+        os.replace(tmp, link)
+        return link

@@ -89,10 +89,10 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfigDg, raw_
         for epoch, loss in enumerate(result.epoch_losses):
             mlf.log_metric("train_loss", loss, step=epoch)
         if config.log_model:
-            import mlflow.pytorch
+            from mlflow import pytorch as mlflow_pytorch
 
             example = np.transpose(images[:1], (0, 3, 1, 2)).astype(np.float32)
-            mlflow.pytorch.log_model(result.model, name="model", input_example=example)
+            mlflow_pytorch.log_model(result.model, name="model", input_example=example)
         run_id = run.info.run_id
     model = TrainedModel(state_dict={k: v.clone() for k, v in result.model.state_dict().items()},
                          shape=raw_dataset.image_shape, n_classes=raw_dataset.n_classes,

@@ -1,0 +1,118 @@
+"""The whole graph, materialized for real: a temporary Dagster home, output folder and MLflow store."""
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import nbformat
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+from prune_dagster import cli
+from prune_dagster.core.ledger import undo
+from prune_dagster.core.sources import load_digits
+from prune_dagster.defs.jobs import PRUNE_GRAPH
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def graph_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("graph")
+    env = {
+        "DAGSTER_HOME": str(tmp / "dagster_home"),
+        "PRUNE_OUTPUT_DIR": str(tmp / "out"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
+        "PRUNE_DATASET": "digits",
+    }
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    Path(env["DAGSTER_HOME"]).mkdir()
+    try:
+        code = cli.main(["run"])
+        yield tmp, code
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def latest(tmp: Path) -> Path:
+    return (tmp / "out" / "latest").resolve()
+
+
+def test_job_succeeds_and_writes_the_interface_files(graph_run):
+    tmp, code = graph_run
+    assert code == 0
+    folder = latest(tmp)
+    assert {p.name for p in folder.iterdir()} >= {"kept_ids.csv", "ledger.csv", "summary.json"}
+    ledger = pd.read_csv(folder / "ledger.csv")
+    assert list(ledger.columns) == ["id", "step", "reason", "score"]
+
+
+def test_kept_plus_removed_is_the_train_split_and_the_test_set_is_untouched(graph_run):
+    tmp, _ = graph_run
+    folder = latest(tmp)
+    kept = set(pd.read_csv(folder / "kept_ids.csv")["id"])
+    ledger = pd.read_csv(folder / "ledger.csv")
+    removed = set(ledger["id"])
+    train = set(load_digits().with_split(0.2, 0).ids_in("train"))
+    test = set(load_digits().with_split(0.2, 0).ids_in("test"))
+    assert not kept & removed
+    assert kept | removed == train
+    assert len(ledger) == len(removed)  # one row per removed sample
+    assert not (kept | removed) & test
+    assert set(ledger["step"]) <= set(PRUNE_GRAPH)
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["n_kept"] == len(kept) and summary["n_train_split"] == len(train)
+    assert summary["n_test"] == len(test)
+    # undo: taking a step's rows back restores exactly what it removed
+    step = ledger["step"].iloc[0]
+    back, rest = undo(pd.read_csv(folder / "kept_ids.csv")["id"].to_numpy(), ledger, step)
+    assert set(back) == kept | set(ledger.loc[ledger["step"] == step, "id"]) and step not in set(rest["step"])
+
+
+def test_accuracy_and_mlflow_run(graph_run):
+    tmp, _ = graph_run
+    summary = json.loads((latest(tmp) / "summary.json").read_text())
+    assert summary["test_accuracy"] >= 0.95
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    run = mlflow.get_run(summary["mlflow_run_id"])
+    for m in ("test_accuracy", "retained_fraction", "n_train", "train_seconds"):
+        assert m in run.data.metrics, m
+    assert run.data.metrics["test_accuracy"] == pytest.approx(summary["test_accuracy"])
+    assert run.data.tags["dagster_run_id"] == summary["dagster_run_id"]
+    assert run.data.tags["dataset_digest"] == summary["dataset_digest"]
+    assert run.data.params["strategy"] == "el2n"
+    assert "near_deduplicated.threshold" in run.data.params
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(run.info.run_id, "pruning")}
+    assert {"pruning/kept_ids.csv", "pruning/ledger.csv", "pruning/summary.json"} <= artifacts
+    found = mlflow.search_runs(search_all_experiments=True, filter_string="metrics.retained_fraction <= 1.0")
+    assert summary["mlflow_run_id"] in set(found["run_id"])
+
+
+def test_dagster_instance_records_every_asset_and_check(graph_run):
+    tmp, _ = graph_run
+    with dg.DagsterInstance.from_config(str(tmp / "dagster_home")) as instance:
+        for name in PRUNE_GRAPH:
+            event = instance.get_latest_materialization_event(dg.AssetKey(name))
+            assert event is not None, name
+            meta = event.asset_materialization.metadata
+            if name not in ("raw_dataset", "trained_model", "model_evaluation"):
+                assert {"n_in", "n_out", "removed_by_reason", "seconds"} <= set(meta), name
+        records = instance.get_run_records()
+        assert records and records[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
+
+
+def test_notebook_reads_the_runs_and_plots(graph_run):
+    tmp, _ = graph_run
+    nb = nbformat.read(ROOT / "notebooks" / "accuracy_vs_retained_fraction.ipynb", as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp)}}).execute()
+    assert (tmp / "out" / "accuracy_vs_retained_fraction.png").stat().st_size > 1000
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "1 evaluated runs" in outputs

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from prune_dagster.defs.assets import cleaning, ingest, selection, shaping, training
+from prune_dagster.defs.automation import prune_schedule, source_changed_sensor
 from prune_dagster.defs.checks import CHECKS
 from prune_dagster.defs.jobs import prune_job, train_job
 from prune_dagster.defs.resources import MlflowResource, OutputStore
@@ -13,6 +14,8 @@ defs = dg.Definitions(
     assets=dg.load_assets_from_modules([ingest, cleaning, shaping, selection, training]),
     asset_checks=CHECKS,
     jobs=[prune_job, train_job],
+    schedules=[prune_schedule],
+    sensors=[source_changed_sensor],
     resources={"mlflow": MlflowResource(), "output_store": OutputStore()},
     executor=dg.in_process_executor,
 )

@@ -20,3 +20,22 @@ def digits_train(digits):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def prune_env(tmp_path, monkeypatch):
+    """A temporary Dagster home, output folder and MLflow store for one test."""
+    (tmp_path / "dagster_home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    monkeypatch.setenv("PRUNE_OUTPUT_DIR", str(tmp_path / "out"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.delenv("PRUNE_DATASET", raising=False)
+    monkeypatch.delenv("PRUNE_OVERRIDES", raising=False)
+    return tmp_path
+
+
+# Small training settings for graph tests whose point is wiring, not accuracy.
+FAST_CONFIG = {
+    "pruned_dataset": {"config": {"score_epochs": 2, "score_seeds": 1}},
+    "trained_model": {"config": {"epochs": 3, "log_model": False}},
+}

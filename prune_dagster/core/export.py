@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from prune_dagster.core.dataset import Dataset
 from prune_dagster.core.ledger import LEDGER_COLUMNS, Selection
 
 
@@ -53,3 +55,68 @@ def write_selection(folder: Path, selection: Selection, summary: dict[str, Any])
     # summary.json last: its presence marks a complete set of outputs.
     atomic_write(paths["summary.json"], json.dumps(_jsonable(summary), indent=2).encode())
     return paths
+
+
+def export_dataset(dataset: Dataset, selection: Selection, dest: Path) -> Path:
+    """The pruned dataset in the input's own format, written to a temporary folder and renamed.
+
+    An image-folder source → `dest/<class>/...` copies of the kept files (the source is only read);
+    any other source → `dest/pruned.npz` (images, labels, ids). Synthetic samples go to
+    `dest/synthetic.npz` so they are never mistaken for originals.
+    """
+    tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        pos = np.sort(dataset.index_of(selection.kept_ids))
+        root = Path(dataset.source)
+        if root.is_dir():
+            for sid in dataset.ids[pos]:
+                target = tmp / sid
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(root / sid, target)
+        else:
+            np.savez_compressed(tmp / "pruned.npz", images=dataset.images[pos],
+                                labels=_label_values(dataset, dataset.labels[pos]),
+                                ids=dataset.ids[pos].astype(str))
+        if selection.synthetic is not None and len(selection.synthetic.ids):
+            s = selection.synthetic
+            np.savez_compressed(tmp / "synthetic.npz", images=s.images, labels=_label_values(dataset, s.labels),
+                                ids=s.ids.astype(str))
+        if dest.exists():
+            old = dest.parent / f".{dest.name}.old-{os.getpid()}"
+            os.replace(dest, old)
+            os.replace(tmp, dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return dest
+
+
+def _label_values(dataset: Dataset, labels: np.ndarray) -> np.ndarray:
+    """Labels as the source named them: integers when every class name is one, else strings."""
+    names = np.asarray(dataset.class_names)
+    values = names[labels]
+    try:
+        return values.astype(np.int64)
+    except ValueError:
+        return values.astype(str)
+
+
+def write_png_folder(images: np.ndarray, labels: np.ndarray, class_names: tuple[str, ...], root: Path,
+                     names: list[str] | None = None) -> list[str]:
+    """Write images as `root/<class>/<name>.png` (8-bit); returns the ids (relative paths) written."""
+    from PIL import Image
+
+    ids = []
+    for i, (img, y) in enumerate(zip(images, labels, strict=True)):
+        rel = f"{class_names[y]}/{names[i] if names else f'{i:06d}'}.png"
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        arr = (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+        Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
+        ids.append(rel)
+    return ids

@@ -31,7 +31,7 @@ def exact_deduplicated(config: ExactDedupConfig, raw_dataset: Dataset, validated
 
 
 class NearDedupConfig(dg.Config):
-    threshold: float = 0.25  # radius as a multiple of the median nearest-neighbour distance
+    threshold: float = 0.3  # radius as a multiple of the median nearest-neighbour distance
     keep: str = "first"  # first | most_typical
     n_components: int = 32
     seed: int = 0
@@ -50,10 +50,10 @@ def near_deduplicated(config: NearDedupConfig, raw_dataset: Dataset,
 
 
 class OutlierConfig(dg.Config):
-    method: str = "isolation_forest"  # isolation_forest | lof | none
+    method: str = "knn"  # knn | isolation_forest | lof | none
     contamination: float = 0.0  # 0 = automatic robust threshold
     z_threshold: float = 4.0
-    n_components: int = 32
+    n_components: int = 64
     seed: int = 0
 
 

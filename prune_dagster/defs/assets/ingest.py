@@ -3,14 +3,17 @@
 
 import os
 import time
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 from pydantic import Field
 
 from prune_dagster.core.dataset import TEST, TRAIN, Dataset
 from prune_dagster.core.gallery import gallery_markdown
-from prune_dagster.core.ledger import Selection
+from prune_dagster.core.ledger import Selection, removed_frame
+from prune_dagster.core.overrides import load_overrides
 from prune_dagster.core.sources import load_source
 from prune_dagster.core.steps.validate import sample_problems, validate
 from prune_dagster.defs.assets.common import run_step, to_metadata
@@ -54,19 +57,37 @@ def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig) -> 
 
 class ValidateConfig(dg.Config):
     drop_blank: bool = True
+    overrides: str = Field(default="", description="path of an overrides.csv (id, action = keep | drop) that "
+                                                   "pins samples; empty = $PRUNE_OVERRIDES or none")
 
 
 @dg.asset(group_name="ingest")
 def validated(config: ValidateConfig, raw_dataset: Dataset) -> dg.Output[Selection]:
     """Training samples that can be used: unreadable files, NaN/inf pixels and blank images are
-    removed with a reason; a dataset with no usable samples or a single class stops the run here."""
+    removed with a reason; a dataset with no usable samples or a single class stops the run here.
+    Overrides: pinned drops are removed here (reason `override`); pinned keeps are protected from
+    every later step (an unusable pinned sample is still removed: nothing can train on it)."""
     test_ids = raw_dataset.ids_in(TEST)
     bad_test = sample_problems(raw_dataset, test_ids, config.drop_blank)
+    train_ids = raw_dataset.ids_in(TRAIN)
+    keep, drop = set(), set()
+    overrides = config.overrides or os.environ.get("PRUNE_OVERRIDES", "")
+    if overrides:
+        keep, drop = load_overrides(overrides, train_ids, test_ids)
     start = Selection(
-        kept_ids=raw_dataset.ids_in(TRAIN),
+        kept_ids=train_ids,
         test_ids=np.asarray([i for i in test_ids if i not in bad_test], dtype=object),
-        n_train_split=int((raw_dataset.split == TRAIN).sum()),
+        n_train_split=len(train_ids),
     )
-    return run_step("validated", raw_dataset, start, config,
-                    lambda ids, images, labels: validate(raw_dataset, ids, config.drop_blank),
-                    extra_metadata={"n_test_unusable": len(bad_test)})
+
+    def compute(ids, images, labels):
+        result = validate(raw_dataset, ids, config.drop_blank)
+        pinned_drop = sorted(drop - set(result.removed["id"]))
+        result.removed = pd.concat([result.removed, removed_frame(pinned_drop, "override", 1.0)], ignore_index=True)
+        return result
+
+    out = run_step("validated", raw_dataset, start, config, compute,
+                   extra_metadata={"n_test_unusable": len(bad_test), "n_pinned_keep": len(keep),
+                                   "n_pinned_drop": len(drop)})
+    selection = replace(out.value, pinned_keep=frozenset(keep & set(out.value.kept_ids)))
+    return dg.Output(selection, metadata=out.metadata)

@@ -5,7 +5,7 @@ import dagster as dg
 import numpy as np
 
 from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.export import write_selection
+from prune_dagster.core.export import export_dataset, write_selection
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 from prune_dagster.core.scoring import ScoreConfig, prune_to_fraction
 from prune_dagster.defs.assets.common import run_step
@@ -40,10 +40,12 @@ def score_prune(config: PruneConfig, n_classes: int, feature_mask: np.ndarray | 
 def pruned_dataset(context: dg.AssetExecutionContext, config: PruneConfig, raw_dataset: Dataset,
                    features_selected: Selection, output_store: OutputStore) -> dg.Output[Selection]:
     """Keeps `retained_fraction` of the cleaned set by a per-sample score (EL2N by default; random is
-    the baseline), per class. Writes kept_ids.csv and ledger.csv for this run."""
+    the baseline), per class. Writes kept_ids.csv, ledger.csv and the pruned dataset itself
+    (`dataset/`, in the input's format) for this run."""
     out = run_step("pruned_dataset", raw_dataset, features_selected, config,
                    score_prune(config, raw_dataset.n_classes, features_selected.feature_mask))
     selection = out.value
     folder = output_store.run_folder(context.run_id)
+    export_dataset(raw_dataset, selection, folder / "dataset")
     write_selection(folder, selection, selection_summary(raw_dataset, selection, context.run_id))
     return dg.Output(selection, metadata={**out.metadata, "output_folder": dg.MetadataValue.path(str(folder))})

@@ -57,7 +57,8 @@ def find_label_issues(ids: np.ndarray, features: np.ndarray, labels: np.ndarray,
     probs = out_of_fold_probabilities(features[usable], y, classifier, folds, seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        issues = cl_find(y, probs, filter_by=filter_by)
+        # n_jobs=1: cleanlab otherwise forks a pool, which fails inside daemonic run workers.
+        issues = cl_find(y, probs, filter_by=filter_by, n_jobs=1)
     quality = probs[np.arange(len(y)), y]
     ids_u = np.asarray(ids, dtype=object)[usable]
     removed = removed_frame(ids_u[issues], "label_issue", 1.0 - quality[issues])

@@ -10,10 +10,10 @@ from prune_dagster.core.steps.dedup import content_hashes, find_exact_duplicates
 from prune_dagster.core.steps.label_noise import find_label_issues
 from prune_dagster.core.steps.near_dup import find_near_duplicates
 from prune_dagster.core.steps.outliers import find_outliers
-from prune_dagster.defs.assets.common import run_step
+from prune_dagster.defs.assets.common import StepConfig, run_step
 
 
-class ExactDedupConfig(dg.Config):
+class ExactDedupConfig(StepConfig):
     conflict_policy: str = "drop_all"  # identical images with different labels: drop_all | keep_majority
     check_test_leaks: bool = True  # remove training images identical to a test image
 
@@ -30,7 +30,7 @@ def exact_deduplicated(config: ExactDedupConfig, raw_dataset: Dataset, validated
                         ids, images, labels, test_hashes, config.conflict_policy))
 
 
-class NearDedupConfig(dg.Config):
+class NearDedupConfig(StepConfig):
     threshold: float = 0.3  # radius as a multiple of the median nearest-neighbour distance
     keep: str = "first"  # first | most_typical
     n_components: int = 32
@@ -49,7 +49,7 @@ def near_deduplicated(config: NearDedupConfig, raw_dataset: Dataset,
     return run_step("near_deduplicated", raw_dataset, exact_deduplicated, config, compute)
 
 
-class OutlierConfig(dg.Config):
+class OutlierConfig(StepConfig):
     method: str = "knn"  # knn | isolation_forest | lof | none
     contamination: float = 0.0  # 0 = automatic robust threshold
     z_threshold: float = 4.0
@@ -68,7 +68,7 @@ def outliers_removed(config: OutlierConfig, raw_dataset: Dataset,
     return run_step("outliers_removed", raw_dataset, near_deduplicated, config, compute)
 
 
-class LabelNoiseConfig(dg.Config):
+class LabelNoiseConfig(StepConfig):
     classifier: str = "svc"  # svc | logreg: the model whose out-of-fold probabilities CL uses
     folds: int = 5
     filter_by: str = "prune_by_noise_rate"

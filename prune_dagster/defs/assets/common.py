@@ -11,7 +11,13 @@ import numpy as np
 from prune_dagster.core.dataset import Dataset
 from prune_dagster.core.export import _jsonable
 from prune_dagster.core.gallery import gallery_markdown
-from prune_dagster.core.ledger import Selection, StepResult
+from prune_dagster.core.ledger import Selection, StepResult, removed_frame
+
+
+class StepConfig(dg.Config):
+    """Settings every optional pruning step shares."""
+
+    enabled: bool = True  # false: the step passes its input through unchanged (e.g. a no-pruning baseline)
 
 
 def view(dataset: Dataset, selection: Selection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -55,7 +61,9 @@ def run_step(
     """Call a pure step on the current view, record it, and return the new Selection with metadata."""
     ids, images, labels = view(dataset, selection)
     start = time.perf_counter()
-    result = compute(ids, images, labels)
+    enabled = getattr(config, "enabled", True)
+    result = compute(ids, images, labels) if enabled else StepResult(removed=removed_frame(),
+                                                                     metadata={"skipped": "disabled"})
     seconds = time.perf_counter() - start
     new = selection.advance(name, result, config.model_dump(), seconds)
     record = new.history[-1]

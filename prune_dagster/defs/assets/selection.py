@@ -8,12 +8,12 @@ from prune_dagster.core.dataset import Dataset
 from prune_dagster.core.export import export_dataset, write_selection
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 from prune_dagster.core.scoring import ScoreConfig, prune_to_fraction
-from prune_dagster.defs.assets.common import run_step
+from prune_dagster.defs.assets.common import StepConfig, run_step
 from prune_dagster.defs.resources import OutputStore
 from prune_dagster.defs.summary import selection_summary
 
 
-class PruneConfig(dg.Config):
+class PruneConfig(StepConfig):
     strategy: str = "el2n"  # random | el2n | forgetting | prototype_easy | prototype_hard | ccs
     retained_fraction: float = 0.8  # share of the cleaned set to keep, in (0, 1]
     score_epochs: int = 5

@@ -7,10 +7,10 @@ from prune_dagster.core.dataset import Dataset
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.steps.balance import rebalance
 from prune_dagster.core.steps.features import select_features
-from prune_dagster.defs.assets.common import run_step
+from prune_dagster.defs.assets.common import StepConfig, run_step
 
 
-class BalanceConfig(dg.Config):
+class BalanceConfig(StepConfig):
     sampler: str = "smote"  # none | smote | random_over | random_under | near_miss | tomek
     max_imbalance: float = 2.0  # largest / smallest class size allowed before the sampler acts
     seed: int = 0
@@ -26,7 +26,7 @@ def class_balanced(config: BalanceConfig, raw_dataset: Dataset, label_noise_remo
                         config.seed))
 
 
-class FeatureConfig(dg.Config):
+class FeatureConfig(StepConfig):
     method: str = "variance"  # variance | mutual_info | none
     threshold: float = 0.0  # variance: pixels with variance <= threshold are masked
     keep_fraction: float = 0.75  # mutual_info: share of pixels kept

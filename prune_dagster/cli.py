@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - start
     if not result.success:
         for event in result.all_events:
-            if event.is_failure and event.step_failure_data is not None:
+            if event.is_step_failure:
                 err = event.step_failure_data.error
                 print(f"step {event.step_key} failed: {err.message.strip() if err else ''}", file=sys.stderr)
         print(f"run {result.run_id} failed; see `make ui` for the full log", file=sys.stderr)

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import dagster as dg
 
-from prune_dagster.defs.assets import cleaning, ingest, selection, shaping, training
+from prune_dagster.defs.assets import cleaning, ingest, selection, shaping, sweep, training
 from prune_dagster.defs.automation import prune_schedule, source_changed_sensor
 from prune_dagster.defs.checks import CHECKS
-from prune_dagster.defs.jobs import prune_job, train_job
+from prune_dagster.defs.io import RunScopedIOManager
+from prune_dagster.defs.jobs import prune_job, sweep_job, train_job
 from prune_dagster.defs.resources import MlflowResource, OutputStore
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([ingest, cleaning, shaping, selection, training]),
+    assets=dg.load_assets_from_modules([ingest, cleaning, shaping, selection, training, sweep]),
     asset_checks=CHECKS,
-    jobs=[prune_job, train_job],
+    jobs=[prune_job, train_job, sweep_job],
     schedules=[prune_schedule],
     sensors=[source_changed_sensor],
-    resources={"mlflow": MlflowResource(), "output_store": OutputStore()},
+    resources={"mlflow": MlflowResource(), "output_store": OutputStore(), "io_manager": RunScopedIOManager(),
+               "sweep_io_manager": sweep.SweepResultsIOManager()},
     executor=dg.in_process_executor,
 )

@@ -1,7 +1,10 @@
 """Dagster resources: the MLflow tracking store and the output folder."""
 
 
+import fcntl
 import os
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +13,10 @@ from urllib.parse import urlparse
 import dagster as dg
 
 from prune_dagster import paths
+
+
+class MlflowUnavailableError(RuntimeError):
+    """The tracking store cannot be reached."""
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -24,9 +31,26 @@ class MlflowResource(dg.ConfigurableResource):
     def uri(self) -> str:
         return self.tracking_uri or paths.tracking_uri()
 
+    def check_reachable(self, timeout: float = 5.0) -> None:
+        """Fail fast with a clear message when an HTTP tracking server is down (MLflow's own client
+        would retry for minutes and end in a deep traceback)."""
+        parsed = urlparse(self.uri())
+        if parsed.scheme not in ("http", "https"):
+            return
+        port = parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+        except OSError as exc:
+            raise MlflowUnavailableError(
+                f"MLflow tracking server {self.uri()} is unreachable ({exc.strerror or exc}). Start it, or set "
+                "MLFLOW_TRACKING_URI to a reachable server or a sqlite:/// path; the pruning outputs are "
+                "already written, so re-running train_job alone is enough afterwards."
+            ) from exc
+
     def experiment_id(self) -> str:
         import mlflow
 
+        self.check_reachable()
         mlflow.set_tracking_uri(self.uri())
         exp = mlflow.get_experiment_by_name(self.experiment_name)
         if exp is not None:
@@ -44,15 +68,43 @@ class MlflowResource(dg.ConfigurableResource):
             return exp.experiment_id
 
     @contextmanager
+    def store_lock(self, timeout: float = 600.0) -> Iterator[None]:
+        """For an SQLite store, one process at a time: two runs creating or migrating the same
+        file at once fail deep inside alembic ("table already exists", "database is locked")."""
+        parsed = urlparse(self.uri())
+        if parsed.scheme != "sqlite":
+            yield
+            return
+        lock_path = Path(parsed.path).with_suffix(".lock")
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock_path, "w") as fh:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise MlflowUnavailableError(
+                            f"MLflow store {self.uri()} stayed locked by another run for {timeout:.0f}s "
+                            f"(lock file {lock_path})") from None
+                    time.sleep(0.1)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextmanager
     def start_run(self, run_id: str | None = None, run_name: str | None = None,
                   tags: dict[str, str] | None = None) -> Iterator:
         """Open (or resume) one run and always close it, so no run leaks across steps."""
         import mlflow
 
-        experiment_id = self.experiment_id()
-        with mlflow.start_run(run_id=run_id, run_name=run_name, tags=tags,
-                              experiment_id=None if run_id else experiment_id) as run:
-            yield run
+        with self.store_lock():
+            experiment_id = self.experiment_id()
+            with mlflow.start_run(run_id=run_id, run_name=run_name, tags=tags,
+                                  experiment_id=None if run_id else experiment_id) as run:
+                yield run
 
 
 class OutputStore(dg.ConfigurableResource):

@@ -89,6 +89,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfigDg, raw_
     the pruned data and opens its MLflow run: parameters of every step, training metrics, the model."""
     import mlflow as mlf
 
+    mlflow.check_reachable()  # before minutes of training, not after
     images, labels = training_arrays(raw_dataset, pruned_dataset)
     cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
                       weight_decay=config.weight_decay, seed=config.seed, threads=default_threads())

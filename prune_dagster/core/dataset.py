@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,8 +22,10 @@ class Dataset:
     """A labelled image dataset.
 
     images: (N, H, W, C) float32, values in [0, 1]; a sample that could not be decoded is all-NaN
-    and named in `load_errors`. labels: (N,) int64 indices into `class_names`. split: (N,) of
-    "train" / "test" (empty until `with_split`).
+    and named in `load_errors` (id → "category: detail", removed by `validated`). labels: (N,) int64
+    indices into `class_names`. split: (N,) of "train" / "test" (empty until `with_split`).
+    load_info: what the loader decided and skipped (channel layout, target size, ignored files,
+    empty class folders), for the asset's metadata; not part of the digest.
     """
 
     ids: np.ndarray
@@ -32,21 +35,44 @@ class Dataset:
     source: str
     split: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
     load_errors: dict[str, str] = field(default_factory=dict)
+    load_info: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Cheap O(N) checks only: pixels may be memory-mapped and are never scanned here.
+        src = self.source
+        if np.ndim(self.ids) != 1 or np.ndim(self.labels) != 1:
+            raise DatasetError(f"{src}: ids and labels must be 1-D, got shapes {np.shape(self.ids)} "
+                               f"and {np.shape(self.labels)}")
         n = len(self.ids)
         if n == 0:
-            raise DatasetError(f"{self.source}: the dataset is empty (no samples found)")
+            raise DatasetError(f"{src}: the dataset is empty (no samples found); expected at least 2 classes "
+                               "with samples")
         if self.images.ndim != 4:
-            raise DatasetError(f"{self.source}: images must be (N, H, W, C), got shape {self.images.shape}")
+            raise DatasetError(f"{src}: images must be (N, H, W, C), got shape {self.images.shape}")
         if len(self.images) != n or len(self.labels) != n:
             raise DatasetError(
-                f"{self.source}: {len(self.images)} images, {len(self.labels)} labels and {n} ids; "
+                f"{src}: {len(self.images)} images, {len(self.labels)} labels and {n} ids; "
                 "expected the same number of each"
             )
-        dup = pd.Index(self.ids).duplicated()
+        if not np.issubdtype(np.asarray(self.labels).dtype, np.integer):
+            raise DatasetError(f"{src}: labels must be integer class indices, got dtype {self.labels.dtype}")
+        k = len(self.class_names)
+        if k == 0 or self.labels.min() < 0 or self.labels.max() >= k:
+            raise DatasetError(f"{src}: labels span {self.labels.min()}..{self.labels.max()}; expected indices "
+                               f"into the {k} class names")
+        if len(set(self.class_names)) != k:
+            raise DatasetError(f"{src}: class names repeat: {list(self.class_names)}")
+        dup = pd.Index(self.ids).duplicated(keep=False)
         if dup.any():
-            raise DatasetError(f"{self.source}: id {self.ids[dup][0]!r} appears more than once; ids must be unique")
+            first = self.ids[dup][0]
+            rows = np.flatnonzero(np.asarray(self.ids, dtype=object) == first)
+            raise DatasetError(f"{src}: id {first!r} appears {len(rows)} times (rows {rows[:5].tolist()}); "
+                               "ids must be unique")
+        if len(self.split) not in (0, n):
+            raise DatasetError(f"{src}: split has {len(self.split)} entries; expected 0 or {n}")
+        unknown = set(self.load_errors) - set(np.asarray(self.ids, dtype=object).tolist()) if self.load_errors else ()
+        if unknown:
+            raise DatasetError(f"{src}: load errors name unknown id(s) {sorted(unknown)[:3]}")
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -84,14 +110,22 @@ class Dataset:
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
-    """Seeded, per-class split. A class keeps at least one train sample, so rare classes never crash."""
+    """Seeded, per-class split. A class keeps at least one train sample, so rare classes never crash.
+
+    A class of one sample is train-only. When rounding would leave the test set empty (every class
+    tiny), one sample of the largest class with two or more goes to test, so evaluation has data.
+    """
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"test_fraction must be in (0, 1), got {test_fraction}")
     rng = np.random.default_rng(seed)
     split = np.full(len(labels), TRAIN, dtype=object)
-    for c in np.unique(labels):
+    classes, counts = np.unique(labels, return_counts=True)
+    for c in classes:
         members = np.flatnonzero(labels == c)
         n_test = min(int(round(test_fraction * len(members))), len(members) - 1)
         if n_test > 0:
             split[rng.choice(members, size=n_test, replace=False)] = TEST
+    if len(classes) and not (split == TEST).any() and counts.max() >= 2:
+        members = np.flatnonzero(labels == classes[np.argmax(counts)])
+        split[rng.choice(members)] = TEST
     return split

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from prune_dagster.core.sources import IMAGE_SUFFIXES
+from prune_dagster.core.sources import scan_image_folder
 
 
 def source_files(spec: str) -> list[Path] | None:
@@ -16,8 +16,7 @@ def source_files(spec: str) -> list[Path] | None:
         return None
     if path.is_file():
         return [path]
-    return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-                  and not any(part.startswith(".") for part in p.relative_to(path).parts))
+    return [path / rel for rel, _ in scan_image_folder(path).files]  # exactly the files the loader reads
 
 
 def fingerprint(spec: str) -> dict[str, list[int]] | None:

@@ -68,8 +68,10 @@ def rebalance(ids: np.ndarray, images: np.ndarray, labels: np.ndarray, class_nam
     else:
         target = math.floor(counts.min() * max_imbalance)
         strategy = {int(c): target for c, n in zip(present, counts, strict=True) if n > target}
-        cls = RandomUnderSampler if sampler == "random_under" else NearMiss
-        obj = cls(sampling_strategy=strategy, **({"random_state": seed} if sampler == "random_under" else {}))
+        if sampler == "random_under":
+            obj = RandomUnderSampler(sampling_strategy=strategy, random_state=seed)
+        else:  # NearMiss needs as many neighbours as the smallest class has samples
+            obj = NearMiss(sampling_strategy=strategy, n_neighbors=max(1, min(3, int(counts.min()))))
     obj.fit_resample(x, labels)
     keep = np.zeros(len(x), dtype=bool)
     keep[obj.sample_indices_] = True

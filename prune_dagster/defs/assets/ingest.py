@@ -14,7 +14,7 @@ from prune_dagster.core.dataset import TEST, TRAIN, Dataset
 from prune_dagster.core.gallery import gallery_markdown
 from prune_dagster.core.ledger import Selection, removed_frame
 from prune_dagster.core.overrides import load_overrides
-from prune_dagster.core.sources import load_source
+from prune_dagster.core.sources import DEFAULT_MAX_IMAGE_PIXELS, load_source
 from prune_dagster.core.steps.validate import sample_problems, validate
 from prune_dagster.defs.assets.common import run_step, to_metadata
 
@@ -24,6 +24,14 @@ class RawDatasetConfig(dg.Config):
                                                 "empty = $PRUNE_DATASET or 'digits'")
     test_fraction: float = 0.2
     split_seed: int = 0
+    image_size: list[int] | None = Field(default=None, description="image folders: [width, height]; "
+                                                                   "empty = the most common size")
+    on_size_mismatch: str = Field(default="resize", description="image folders: 'resize' other sizes, or "
+                                                                "'reject' them (removed in validated)")
+    alpha: str = Field(default="white", description="image folders: composite transparency on 'white' or "
+                                                    "'black', or 'drop' alpha")
+    max_image_pixels: int = Field(default=DEFAULT_MAX_IMAGE_PIXELS,
+                                  description="image folders: larger images are refused as decompression bombs")
 
 
 @dg.asset(group_name="ingest", kinds={"numpy"})
@@ -34,7 +42,11 @@ def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig) -> 
     """
     spec = config.source or os.environ.get("PRUNE_DATASET", "digits")
     start = time.perf_counter()
-    dataset = load_source(spec)
+    dataset = load_source(
+        spec, size=config.image_size, on_size_mismatch=config.on_size_mismatch, alpha=config.alpha,
+        max_image_pixels=config.max_image_pixels,
+        progress=lambda phase, done, total: context.log.info(f"{phase} {done} / {total} images"),
+    )
     if len(dataset.split) != len(dataset):  # a source may come with its own split (dirty-digits)
         dataset = dataset.with_split(config.test_fraction, config.split_seed)
     digest = dataset.digest()
@@ -47,6 +59,8 @@ def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig) -> 
         "image_shape": list(dataset.image_shape),
         "classes": list(dataset.class_names),
         "n_load_errors": len(dataset.load_errors),
+        "load_info": dataset.load_info,
+        "empty_classes": dataset.load_info.get("empty_classes", []),
         "digest": digest,
         "seconds": round(time.perf_counter() - start, 3),
     })

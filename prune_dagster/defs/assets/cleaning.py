@@ -8,7 +8,7 @@ from prune_dagster.core.embed import flatten, pca_embed
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.steps.dedup import content_hashes, find_exact_duplicates
 from prune_dagster.core.steps.label_noise import find_label_issues
-from prune_dagster.core.steps.near_dup import find_near_duplicates
+from prune_dagster.core.steps.near_dup import find_near_duplicates, near_duplicate_views
 from prune_dagster.core.steps.outliers import find_outliers
 from prune_dagster.defs.assets.common import StepConfig, run_step
 
@@ -40,10 +40,11 @@ class NearDedupConfig(StepConfig):
 @dg.asset(group_name="cleaning")
 def near_deduplicated(config: NearDedupConfig, raw_dataset: Dataset,
                       exact_deduplicated: Selection) -> dg.Output[Selection]:
-    """Groups images closer than the threshold in PCA space (kNN radius graph + union-find) and keeps
-    one per group."""
+    """Groups images closer than the threshold (kNN radius graph + union-find) and keeps one per group.
+    Each image is compared as itself and as its one-pixel shifts, brightness-normalised, in PCA space,
+    so shifted and re-exposed copies count as duplicates too."""
     def compute(ids, images, labels):
-        emb = pca_embed(images, config.n_components, config.seed)
+        emb = near_duplicate_views(images, config.n_components, config.seed)
         return find_near_duplicates(ids, emb, labels, config.threshold, config.keep)
 
     return run_step("near_deduplicated", raw_dataset, exact_deduplicated, config, compute)
@@ -71,7 +72,7 @@ def outliers_removed(config: OutlierConfig, raw_dataset: Dataset,
 class LabelNoiseConfig(StepConfig):
     classifier: str = "svc"  # svc | logreg: the model whose out-of-fold probabilities CL uses
     folds: int = 5
-    filter_by: str = "prune_by_noise_rate"
+    filter_by: str = "predicted_neq_given+recheck"  # a cleanlab filter, optionally + "+recheck"
     seed: int = 0
 
 

@@ -2,11 +2,11 @@
 
 import dagster as dg
 
-from prune_dagster.definitions import defs as project_defs
+import prune_dagster.definitions as project
 from prune_dagster.defs.jobs import PRUNE_GRAPH
 
 prune_job_multiprocess = dg.define_asset_job(
     "prune_job_multiprocess", selection=dg.AssetSelection.assets(*PRUNE_GRAPH), executor_def=dg.multiprocess_executor
 )
 
-defs = dg.Definitions.merge(project_defs, dg.Definitions(jobs=[prune_job_multiprocess]))
+defs = dg.Definitions.merge(project.defs, dg.Definitions(jobs=[prune_job_multiprocess]))

@@ -105,6 +105,9 @@ def test_dagster_instance_records_every_asset_and_check(graph_run):
             meta = event.asset_materialization.metadata
             if name not in ("raw_dataset", "trained_model", "model_evaluation"):
                 assert {"n_in", "n_out", "removed_by_reason", "seconds"} <= set(meta), name
+        gallery = instance.get_latest_materialization_event(dg.AssetKey("pruned_dataset"))
+        text = gallery.asset_materialization.metadata["removed_samples"].value
+        assert text.startswith("![removed samples](data:image/png;base64,")  # the removed-sample grid
         records = instance.get_run_records()
         assert records and records[0].dagster_run.status == dg.DagsterRunStatus.SUCCESS
 

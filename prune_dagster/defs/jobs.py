@@ -23,3 +23,14 @@ train_job = dg.define_asset_job(
     description="Retrain and evaluate on the latest pruned dataset.",
     executor_def=dg.in_process_executor,
 )
+
+SWEEP_ASSETS = ["sweep_scores", "sweep_models", "pruning_report"]
+
+sweep_job = dg.define_asset_job(
+    "sweep_job",
+    selection=dg.AssetSelection.assets(*SWEEP_ASSETS).upstream(),
+    description="Accuracy against retained fraction: the cleaning chain, every strategy's scores, n_seeds CNNs per "
+                "(fraction, strategy) partition and the pruning report. Launch it over all partitions (Materialize → "
+                "all partitions, or the range tags of sweep.all_partitions_tags): one run trains the whole sweep.",
+    executor_def=dg.in_process_executor,
+)

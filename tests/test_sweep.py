@@ -1,0 +1,218 @@
+"""A small sweep materialized for real: temporary Dagster home, output folder and SQLite MLflow store.
+
+2 strategies × 2 fractions × 1 seed, short training through run config; the real `sweep_job`
+definition over the same asset code the default sweep uses (built with fewer partitions).
+"""
+
+import json
+import os
+from pathlib import Path
+
+import dagster as dg
+import mlflow
+import nbformat
+import numpy as np
+import pandas as pd
+import pytest
+from nbclient import NotebookClient
+
+from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.ledger import Selection
+from prune_dagster.core.scoring import ScoreConfig
+from prune_dagster.defs.assets import cleaning, ingest, shaping
+from prune_dagster.defs.assets import sweep as sweep_module
+from prune_dagster.defs.assets.sweep import (
+    SWEEP_PARTITIONS,
+    SweepModelsConfig,
+    SweepResultsIOManager,
+    SweepScores,
+    SweepTrainer,
+    all_partitions_tags,
+    build_sweep_assets,
+    epochs_for,
+    parse_key,
+    sweep_fractions,
+)
+from prune_dagster.defs.io import RunScopedIOManager
+from prune_dagster.defs.jobs import sweep_job
+from prune_dagster.defs.resources import MlflowResource, OutputStore
+
+ROOT = Path(__file__).resolve().parents[1]
+STRATEGIES, FRACTIONS = ("random", "el2n"), (0.2, 1.0)
+RUN_CONFIG = {"ops": {"sweep_scores": {"config": {"score_epochs": 2, "score_seeds": 1}},
+                      "sweep_models": {"config": {"n_seeds": 1, "epochs": 4, "sweep_id": "test-sweep"}}}}
+
+
+def test_epochs_for_keeps_optimisation_steps_or_epochs():
+    # full data 1000 samples, batch 64: 16 steps/epoch, 20 epochs = 320 steps
+    assert epochs_for(1000, 1000, 20, 64, "same_steps") == 20
+    assert epochs_for(100, 1000, 20, 64, "same_steps") == 160  # 2 steps/epoch → 160 epochs = 320 steps
+    assert epochs_for(150, 1000, 20, 64, "same_steps") == 107  # 3 steps/epoch → 321 steps, under one epoch over
+    assert epochs_for(100, 1000, 20, 64, "same_epochs") == 20
+    with pytest.raises(ConfigError, match="schedule"):
+        epochs_for(100, 1000, 20, 64, "same_time")
+
+
+def test_default_partitions_and_env_fractions(monkeypatch):
+    assert len(SWEEP_PARTITIONS.get_partition_keys()) == 6 * 10
+    assert parse_key("0.1|prototype_easy") == ("prototype_easy", 0.1)
+    monkeypatch.setenv("PRUNE_SWEEP_FRACTIONS", "0.5, 0.25,1")
+    assert sweep_fractions() == (0.25, 0.5, 1.0)
+    monkeypatch.setenv("PRUNE_SWEEP_FRACTIONS", "0.5,2")
+    with pytest.raises(ConfigError, match=r"\(0, 1\]"):
+        sweep_fractions()
+
+
+class HalfPlan:
+    """A stand-in dynamic plan: every epoch visits the first half of the training set."""
+
+    def __init__(self, n):
+        self.n = n
+
+    def plan(self, epoch, n_epochs, rng):
+        half = np.arange(self.n // 2)
+        return half, np.ones(len(half), dtype=np.float32)
+
+    def update(self, indices, losses, epoch):
+        pass
+
+
+def test_trainer_selection_sharing_schedule_and_dynamic_hook(digits, monkeypatch):
+    data = digits.with_split(0.2, 0)
+    selection = Selection(kept_ids=data.ids_in("train"), test_ids=data.ids_in("test"),
+                          n_train_split=len(data.ids_in("train")))
+    n = len(selection.kept_ids)
+    labels = data.labels[np.sort(data.index_of(selection.kept_ids))]
+    scores = SweepScores(ids=data.ids[np.sort(data.index_of(selection.kept_ids))], labels=labels,
+                         scores={"el2n": np.linspace(0, 1, n)}, score_config=ScoreConfig(), seed=0)
+    monkeypatch.setitem(sweep_module.EPOCH_PLANS, "half", lambda fraction, n_train, epochs: HalfPlan(n_train))
+    trainer = SweepTrainer(data, selection, scores, SweepModelsConfig(epochs=1, n_seeds=2))
+    # random draws a different subset per seed; a score-based one keeps its ranking
+    assert not np.array_equal(trainer.kept("random", 0.2, 0), trainer.kept("random", 0.2, 1))
+    assert np.array_equal(trainer.kept("el2n", 0.2, 0), trainer.kept("el2n", 0.2, 1))
+    assert abs(len(trainer.kept("el2n", 0.2, 0)) - 0.2 * n) <= 10  # per-class rounding
+    full_random, full_el2n = trainer.train("random", 1.0, 0), trainer.train("el2n", 1.0, 0)
+    assert not full_random["shared"] and full_el2n["shared"] and trainer.n_trained == 1
+    assert full_el2n["metrics"] == full_random["metrics"]
+    small = trainer.train("el2n", 0.2, 0)  # same_steps: ~5x the epochs, about the same optimisation steps
+    assert small["epochs"] >= 4 and abs(small["metrics"]["optimizer_steps"] / full_random["metrics"][
+        "optimizer_steps"] - 1) < 0.25
+    dyn = trainer.train("half", 0.5, 0)  # every sample kept, half the passes made
+    assert dyn["metrics"]["n_train"] == n and dyn["metrics"]["retained_fraction"] == pytest.approx(0.5, abs=0.01)
+
+
+@pytest.fixture(scope="module")
+def sweep_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("sweep")
+    uri = f"sqlite:///{tmp / 'mlflow.db'}"
+    env = {"PRUNE_OUTPUT_DIR": str(tmp / "out"), "MLFLOW_TRACKING_URI": uri, "PRUNE_DATASET": "digits",
+           "DAGSTER_HOME": str(tmp / "dagster_home")}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    Path(env["DAGSTER_HOME"]).mkdir()
+    sweep_assets = build_sweep_assets(STRATEGIES, FRACTIONS)
+    try:
+        # Definitions resolve inside the instance's context: it supplies the state storage Dagster
+        # reads while loading, so a context another test left behind cannot leak in.
+        with dg.DagsterInstance.get() as instance:
+            defs = dg.Definitions(
+                assets=[*dg.load_assets_from_modules([ingest, cleaning, shaping]), *sweep_assets],
+                jobs=[sweep_job],
+                resources={"mlflow": MlflowResource(), "output_store": OutputStore(),
+                           "io_manager": RunScopedIOManager(), "sweep_io_manager": SweepResultsIOManager()},
+            )
+            job = defs.resolve_job_def("sweep_job")
+            result = job.execute_in_process(instance=instance, run_config=RUN_CONFIG,
+                                            tags=all_partitions_tags(job.partitions_def))
+            yield tmp, result, job
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def model_runs() -> pd.DataFrame:
+    return mlflow.search_runs(search_all_experiments=True,
+                              filter_string="tags.sweep_id = 'test-sweep' and tags.dagster_asset = 'sweep_models'")
+
+
+def test_one_run_covers_every_partition(sweep_run):
+    tmp, result, job = sweep_run
+    assert result.success
+    assert [r.dagster_run.run_id for r in dg.DagsterInstance.get().get_run_records()] == [result.run_id]
+    keys = set(job.partitions_def.get_partition_keys())
+    assert len(keys) == 4
+    done = dg.DagsterInstance.get().get_materialized_partitions(dg.AssetKey("sweep_models"))
+    assert done == keys
+    # upstream cleaning chain ran in the same run
+    assert dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("features_selected")) is not None
+
+
+def test_one_mlflow_run_per_model_with_params_metrics_and_tags(sweep_run):
+    tmp, result, _ = sweep_run
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    runs = model_runs()
+    assert len(runs) == 4  # 2 strategies × 2 fractions × 1 seed
+    for m in ("test_accuracy", "retained_fraction", "n_train", "train_seconds", "optimizer_steps"):
+        assert runs[f"metrics.{m}"].notna().all(), m
+    assert set(runs["params.strategy"]) == set(STRATEGIES) and set(runs["params.seed"]) == {"0"}
+    assert set(runs["tags.dagster_partition"]) == {"0.2|random", "0.2|el2n", "1.0|random", "1.0|el2n"}
+    assert set(runs["tags.dagster_run_id"]) == {result.run_id}
+    assert (runs["metrics.test_accuracy"] > 0.5).all()
+    # same_steps: the 0.2 models ran ~5× the epochs of full data for about the same optimisation steps
+    small, full = runs[runs["params.fraction"] == "0.2"], runs[runs["params.fraction"] == "1.0"]
+    assert (small["params.epochs"].astype(int) > 4 * full["params.epochs"].astype(int).max()).all()
+    steps = runs["metrics.optimizer_steps"]
+    assert steps.max() / steps.min() < 1.25
+    # at 1.0 both strategies train on the same set: one model, two runs, the second tagged
+    assert full["metrics.test_accuracy"].nunique() == 1
+    assert full["tags.shared_model_of"].notna().sum() == 1
+
+
+def test_search_runs_filters_by_fraction_and_strategy(sweep_run):
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    found = mlflow.search_runs(search_all_experiments=True,
+                               filter_string="metrics.retained_fraction <= 0.3 and params.strategy = 'random'")
+    assert len(found) == 1
+    row = found.iloc[0]
+    assert row["tags.dagster_partition"] == "0.2|random"
+    assert row["metrics.retained_fraction"] == pytest.approx(0.2, abs=0.01)
+
+
+def test_pruning_report_csv_recommendation_and_figure(sweep_run):
+    tmp, result, _ = sweep_run
+    folder = tmp / "out" / "runs" / result.run_id
+    table = pd.read_csv(folder / "pruning_report.csv")
+    assert len(table) == 4 and {"auc", "within_tolerance", "is_recommended"} <= set(table.columns)
+    summary = json.loads((folder / "pruning_report.json").read_text())
+    rec = summary["recommendation"]
+    assert rec["fraction"] in FRACTIONS and rec["strategy"] in STRATEGIES
+    hit = table[table["is_recommended"]]
+    assert len(hit) == 1 and hit.iloc[0]["fraction"] == rec["fraction"] and hit.iloc[0]["strategy"] == rec["strategy"]
+    full = table[table["fraction"] == 1.0]["mean_accuracy"].mean()
+    assert rec["full_accuracy"] == pytest.approx(full)
+    assert hit.iloc[0]["mean_accuracy"] >= full - 0.005 - 1e-9
+    # the figure: logged to the MLflow summary run and shown in the asset's metadata
+    mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
+    summary_run = mlflow.get_run(summary["mlflow_run_id"])
+    assert summary_run.data.metrics["recommended_fraction"] == rec["fraction"]
+    assert "test_accuracy" not in summary_run.data.metrics  # not mistaken for a model run
+    artifacts = {a.path for a in mlflow.MlflowClient().list_artifacts(summary_run.info.run_id)}
+    assert {"accuracy_vs_retained_fraction.png", "pruning_report.csv"} <= artifacts
+    event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("pruning_report"))
+    meta = event.asset_materialization.metadata
+    assert meta["figure"].value.startswith("![accuracy against retained fraction](data:image/png;base64,")
+    assert meta["recommended_fraction"].value == rec["fraction"]
+    # per-partition results are readable JSON beside the report
+    assert len(list((folder / "sweep_models").glob("*.json"))) == 4
+
+
+def test_notebook_shows_the_sweep(sweep_run):
+    tmp, _, _ = sweep_run
+    nb = nbformat.read(ROOT / "notebooks" / "accuracy_vs_retained_fraction.ipynb", as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp)}}).execute()
+    outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "4 evaluated runs" in outputs and "sweep test-sweep" in outputs
+    assert (tmp / "out" / "accuracy_vs_retained_fraction.png").stat().st_size > 1000

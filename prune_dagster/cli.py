@@ -7,6 +7,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -51,19 +52,25 @@ def format_summary(summary: dict[str, Any], dagster_home: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    os.environ.setdefault("DAGSTER_HOME", str(paths.data_dir() / "dagster_home"))
+    default_home = str(paths.data_dir() / "dagster_home")
+    os.environ.setdefault("DAGSTER_HOME", default_home)
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
+    if os.environ["DAGSTER_HOME"] == default_home:  # our own home: an empty dagster.yaml = the defaults
+        (Path(default_home) / "dagster.yaml").touch()
     if args.dataset:
         os.environ["PRUNE_DATASET"] = args.dataset
     import dagster as dg
 
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
     from prune_dagster.definitions import defs
 
     start = time.perf_counter()
     with dg.DagsterInstance.get() as instance:
         job = defs.resolve_job_def(args.job)
-        result = job.execute_in_process(instance=instance, run_config=parse_overrides(args.set),
-                                        raise_on_error=False)
+        run_config = parse_overrides(args.set)
+        # The step-by-step event log is in the Dagster UI; the console gets warnings and the summary.
+        run_config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}}
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
     seconds = time.perf_counter() - start
     if not result.success:
         for event in result.all_events:
@@ -88,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--job", default="prune_job")
     p.add_argument("--set", action="append", default=[], metavar="ASSET.KEY=VALUE",
                    help="override a step's config, e.g. pruned_dataset.retained_fraction=0.5")
+    p.add_argument("--verbose", action="store_true", help="print Dagster's full event log")
     args = parser.parse_args(argv)
     return run(args)
 

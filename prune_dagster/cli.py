@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from prune_dagster import paths
+from prune_dagster.core.locks import file_lock
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
@@ -65,7 +66,12 @@ def run(args: argparse.Namespace) -> int:
     from prune_dagster.definitions import defs
 
     start = time.perf_counter()
-    with dg.DagsterInstance.get() as instance:
+    # Two runs starting at once on a new home would race to create its SQLite tables.
+    with file_lock(Path(os.environ["DAGSTER_HOME"]) / ".prune-init.lock", what="DAGSTER_HOME"):
+        instance = dg.DagsterInstance.get()
+        instance.get_run_records(limit=1)
+        instance.get_latest_materialization_event(dg.AssetKey("raw_dataset"))
+    with instance:
         job = defs.resolve_job_def(args.job)
         run_config = parse_overrides(args.set)
         # The step-by-step event log is in the Dagster UI; the console gets warnings and the summary.

@@ -1,10 +1,8 @@
 """Dagster resources: the MLflow tracking store and the output folder."""
 
 
-import fcntl
 import os
 import socket
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,6 +11,7 @@ from urllib.parse import urlparse
 import dagster as dg
 
 from prune_dagster import paths
+from prune_dagster.core.locks import file_lock
 
 
 class MlflowUnavailableError(RuntimeError):
@@ -75,24 +74,8 @@ class MlflowResource(dg.ConfigurableResource):
         if parsed.scheme != "sqlite":
             yield
             return
-        lock_path = Path(parsed.path).with_suffix(".lock")
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock_path, "w") as fh:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise MlflowUnavailableError(
-                            f"MLflow store {self.uri()} stayed locked by another run for {timeout:.0f}s "
-                            f"(lock file {lock_path})") from None
-                    time.sleep(0.1)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with file_lock(Path(parsed.path).with_suffix(".lock"), timeout, f"MLflow store {self.uri()}"):
+            yield
 
     @contextmanager
     def start_run(self, run_id: str | None = None, run_name: str | None = None,

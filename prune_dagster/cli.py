@@ -76,7 +76,12 @@ def run(args: argparse.Namespace) -> int:
         run_config = parse_overrides(args.set)
         # The step-by-step event log is in the Dagster UI; the console gets warnings and the summary.
         run_config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}}
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False)
+        tags = None
+        if job.partitions_def is not None:  # sweep_job: one run over every partition
+            from prune_dagster.defs.assets.sweep import all_partitions_tags
+
+            tags = all_partitions_tags(job.partitions_def)
+        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
     seconds = time.perf_counter() - start
     if not result.success:
         for event in result.all_events:
@@ -98,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="materialize the pruning graph and print a summary")
     p.add_argument("--dataset", help="digits (default), dirty-digits, an .npz path or an image folder")
-    p.add_argument("--job", default="prune_job")
+    p.add_argument("--job", default="prune_job", help="prune_job (default), train_job or sweep_job")
     p.add_argument("--set", action="append", default=[], metavar="ASSET.KEY=VALUE",
                    help="override a step's config, e.g. pruned_dataset.retained_fraction=0.5")
     p.add_argument("--verbose", action="store_true", help="print Dagster's full event log")

@@ -30,6 +30,7 @@ from prune_dagster.defs.assets.sweep import (
     all_partitions_tags,
     build_sweep_assets,
     epochs_for,
+    infobatch_plan,
     parse_key,
     sweep_fractions,
 )
@@ -54,8 +55,12 @@ def test_epochs_for_keeps_optimisation_steps_or_epochs():
 
 
 def test_default_partitions_and_env_fractions(monkeypatch):
-    assert len(SWEEP_PARTITIONS.get_partition_keys()) == 6 * 10
+    assert len(SWEEP_PARTITIONS.get_partition_keys()) == 7 * 10  # six static strategies + infobatch
     assert parse_key("0.1|prototype_easy") == ("prototype_easy", 0.1)
+    for fraction in (0.5, 0.7, 0.9):  # infobatch's prune ratio is set so its sample passes fall as the fraction does
+        ratios = [infobatch_plan(f, 1000, 20).prune_ratio for f in (fraction, fraction + 0.05)]
+        assert 0 < ratios[1] < ratios[0] < 1
+    assert infobatch_plan(1.0, 1000, 20).prune_ratio == 0.0
     monkeypatch.setenv("PRUNE_SWEEP_FRACTIONS", "0.5, 0.25,1")
     assert sweep_fractions() == (0.25, 0.5, 1.0)
     monkeypatch.setenv("PRUNE_SWEEP_FRACTIONS", "0.5,2")

@@ -67,6 +67,24 @@ SHARED_SCORES = {"ccs": "el2n", "prototype_hard": "prototype_easy"}
 # on core/dynamic.py.
 EPOCH_PLANS: dict[str, Callable[[float, int, int], EpochPlan]] = {}
 
+# Share of samples below the mean loss in an InfoBatch epoch, measured on digits (benchmarks/dynamic.py:
+# prune_ratio 0.5 with delta 0.875 over 20 epochs saved 33% of passes, i.e. 0.5 x 0.8 x 16/20).
+INFOBATCH_BELOW_MEAN = 0.8
+
+
+def infobatch_plan(fraction: float, n_train: int, epochs: int) -> EpochPlan:
+    """InfoBatch with the prune ratio that makes about `fraction` of full training's sample passes.
+    InfoBatch cannot go far below ~0.3 (it never skips above-mean samples, and uses everything in
+    epoch 0 and the last 12.5%): the ratio is capped at 0.95 and the run logs the passes it made."""
+    from prune_dagster.core.dynamic import make_epoch_plan
+
+    pruned_epochs = max(math.ceil(0.875 * epochs) - 1, 1) / epochs
+    ratio = min(max((1.0 - fraction) / (INFOBATCH_BELOW_MEAN * pruned_epochs), 0.0), 0.95)
+    return make_epoch_plan("infobatch", n_train, prune_ratio=ratio, delta=0.875, seed=0)
+
+
+EPOCH_PLANS["infobatch"] = infobatch_plan
+
 
 def _env_list(name: str) -> list[str]:
     return [v.strip() for v in os.environ.get(name, "").split(",") if v.strip()]
@@ -78,7 +96,7 @@ def fraction_key(fraction: float) -> str:
 
 
 def sweep_strategies() -> tuple[str, ...]:
-    names = tuple(_env_list("PRUNE_SWEEP_STRATEGIES")) or STRATEGIES
+    names = tuple(_env_list("PRUNE_SWEEP_STRATEGIES")) or (*STRATEGIES, *EPOCH_PLANS)
     known = (*STRATEGIES, *EPOCH_PLANS)
     for name in names:
         if name not in known:

@@ -34,11 +34,11 @@ def _csv(frame: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False).encode()
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, np.generic):
         return value.item()
     return value
@@ -53,7 +53,7 @@ def write_selection(folder: Path, selection: Selection, summary: dict[str, Any])
         paths["synthetic.csv"] = folder / "synthetic.csv"
         atomic_write(paths["synthetic.csv"], _csv(selection.synthetic.frame()))
     # summary.json last: its presence marks a complete set of outputs.
-    atomic_write(paths["summary.json"], json.dumps(_jsonable(summary), indent=2).encode())
+    atomic_write(paths["summary.json"], json.dumps(jsonable(summary), indent=2).encode())
     return paths
 
 

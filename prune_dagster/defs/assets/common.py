@@ -9,7 +9,7 @@ import dagster as dg
 import numpy as np
 
 from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.export import _jsonable
+from prune_dagster.core.export import jsonable
 from prune_dagster.core.gallery import gallery_markdown
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 
@@ -32,7 +32,7 @@ def to_metadata(values: dict[str, Any]) -> dict[str, Any]:
         if value is None:
             continue
         if isinstance(value, dict | list | tuple):
-            out[key] = dg.MetadataValue.json(_jsonable(value))
+            out[key] = dg.MetadataValue.json(jsonable(value))
         elif isinstance(value, np.generic):
             out[key] = value.item()
         else:

@@ -43,7 +43,7 @@ from prune_dagster import paths
 from prune_dagster.core import report
 from prune_dagster.core.dataset import Dataset
 from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.export import _jsonable, atomic_write
+from prune_dagster.core.export import atomic_write, jsonable
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.scoring import STRATEGIES, ScoreConfig, compute_scores, select_from_scores
 from prune_dagster.core.train import EpochPlan, TrainConfig, accuracy, train_cnn
@@ -196,7 +196,7 @@ class SweepResultsIOManager(dg.ConfigurableIOManager):
                               f"missing {missing[:3] or 'partitions'}")
         for key in keys:
             atomic_write(self._path(context.asset_key, key, context.run_id),
-                         json.dumps(_jsonable(obj[key]), indent=1).encode())
+                         json.dumps(jsonable(obj[key]), indent=1).encode())
 
     def load_input(self, context: dg.InputContext) -> dict[str, Any]:
         keys = context.asset_partition_keys if context.has_asset_partitions else []
@@ -507,7 +507,7 @@ def build_sweep_assets(strategies: Sequence[str], fractions: Sequence[float]) ->
             run_id = summary["mlflow_run_id"] = run.info.run_id
             atomic_write(folder / "pruning_report.csv", frame.to_csv(index=False).encode())
             atomic_write(folder / "pruning_report.png", png)
-            atomic_write(folder / "pruning_report.json", json.dumps(_jsonable(summary), indent=2).encode())
+            atomic_write(folder / "pruning_report.json", json.dumps(jsonable(summary), indent=2).encode())
             mlf.log_params({"tolerance": config.tolerance, "schedule": schedule, "epochs_full_data": epochs,
                             "recommended_strategy": str(rec.strategy), "strategies": ",".join(aucs)})
             metrics = {f"auc_{s}": v for s, v in aucs.items()}

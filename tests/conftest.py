@@ -1,3 +1,6 @@
+import os
+from contextlib import contextmanager
+
 import numpy as np
 import pytest
 
@@ -39,3 +42,18 @@ FAST_CONFIG = {
     "pruned_dataset": {"config": {"score_epochs": 2, "score_seeds": 1}},
     "trained_model": {"config": {"epochs": 3, "log_model": False}},
 }
+
+
+@contextmanager
+def temp_env(values: dict[str, str]):
+    """Set environment variables for a module-scoped fixture (monkeypatch is function-scoped)."""
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -9,6 +9,7 @@ import mlflow
 import nbformat
 import pandas as pd
 import pytest
+from conftest import temp_env
 from nbclient import NotebookClient
 
 from prune_dagster import cli
@@ -28,18 +29,9 @@ def graph_run(tmp_path_factory):
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}",
         "PRUNE_DATASET": "digits",
     }
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    Path(env["DAGSTER_HOME"]).mkdir()
-    try:
-        code = cli.main(["run"])
-        yield tmp, code
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+    with temp_env(env):
+        Path(env["DAGSTER_HOME"]).mkdir()
+        yield tmp, cli.main(["run"])
 
 
 def latest(tmp: Path) -> Path:

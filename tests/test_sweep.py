@@ -14,6 +14,7 @@ import nbformat
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import temp_env
 from nbclient import NotebookClient
 
 from prune_dagster.core.errors import ConfigError
@@ -112,11 +113,9 @@ def sweep_run(tmp_path_factory):
     uri = f"sqlite:///{tmp / 'mlflow.db'}"
     env = {"PRUNE_OUTPUT_DIR": str(tmp / "out"), "MLFLOW_TRACKING_URI": uri, "PRUNE_DATASET": "digits",
            "DAGSTER_HOME": str(tmp / "dagster_home")}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    Path(env["DAGSTER_HOME"]).mkdir()
-    sweep_assets = build_sweep_assets(STRATEGIES, FRACTIONS)
-    try:
+    with temp_env(env):
+        Path(env["DAGSTER_HOME"]).mkdir()
+        sweep_assets = build_sweep_assets(STRATEGIES, FRACTIONS)
         # Definitions resolve inside the instance's context: it supplies the state storage Dagster
         # reads while loading, so a context another test left behind cannot leak in.
         with dg.DagsterInstance.get() as instance:
@@ -130,12 +129,6 @@ def sweep_run(tmp_path_factory):
             result = job.execute_in_process(instance=instance, run_config=RUN_CONFIG,
                                             tags=all_partitions_tags(job.partitions_def))
             yield tmp, result, job
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def model_runs() -> pd.DataFrame:

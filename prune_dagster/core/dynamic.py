@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -175,36 +176,21 @@ class InfoBatchPlan:
         return np.array([r.position for r in self.removed], dtype=np.int64)
 
 
-def make_epoch_plan(
-    kind: str,
-    n: int,
-    *,
-    prune_ratio: float = 0.5,
-    delta: float = 0.875,
-    feedback: bool = False,
-    feedback_warmup: int = 3,
-    feedback_patience: int = 3,
-    feedback_quantile: float = 0.8,
-    feedback_min_loss: float = 2.0,
-    feedback_max_fraction: float = 0.5,
-    seed: int = 0,
-) -> InfoBatchPlan | None:
-    """The plan `train_cnn(epoch_plan=...)` takes for `kind` ("none" → None: plain full training)."""
+def make_epoch_plan(kind: str, n: int, *, feedback: bool = False, **settings: Any) -> InfoBatchPlan | None:
+    """The plan `train_cnn(epoch_plan=...)` takes for `kind` ("none" → None: plain full training).
+
+    `settings` are `InfoBatchPlan`'s keyword arguments (prune_ratio, delta, feedback_*, seed).
+    """
     kind = (kind or "none").strip().lower()
     if kind not in PLAN_KINDS:
         raise ConfigError(f"dynamic pruning kind={kind!r} is unknown; valid values: {', '.join(PLAN_KINDS)}")
-    # Checked for "none" too: a bad setting should fail now, not when someone switches the kind on.
-    _check_settings(n, prune_ratio, delta, feedback, feedback_warmup, feedback_patience, feedback_quantile,
-                    feedback_min_loss, feedback_max_fraction)
+    # Built (and so checked) for "none" too: a bad setting should fail now, not when the kind is switched on.
+    plan = InfoBatchPlan(n, feedback=feedback, **settings)
     if kind == "none":
         if feedback:
             raise ConfigError("feedback=True needs kind='infobatch' (prune_ratio=0: feedback removal alone)")
         return None
-    return InfoBatchPlan(
-        n, prune_ratio=prune_ratio, delta=delta, feedback=feedback, feedback_warmup=feedback_warmup,
-        feedback_patience=feedback_patience, feedback_quantile=feedback_quantile,
-        feedback_min_loss=feedback_min_loss, feedback_max_fraction=feedback_max_fraction, seed=seed,
-    )
+    return plan
 
 
 def retained_fraction(sample_passes: int, epochs: int, n: int) -> float:

@@ -48,7 +48,7 @@ from prune_dagster.core.ledger import Selection
 from prune_dagster.core.scoring import STRATEGIES, ScoreConfig, compute_scores, select_from_scores
 from prune_dagster.core.train import EpochPlan, TrainConfig, accuracy, train_cnn
 from prune_dagster.defs.assets.common import to_metadata, view
-from prune_dagster.defs.assets.training import step_params
+from prune_dagster.defs.assets.training import step_params, training_arrays
 from prune_dagster.defs.resources import MlflowResource, OutputStore
 
 DEFAULT_FRACTIONS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 11))
@@ -266,17 +266,6 @@ def _score_config(config: SweepScoresConfig) -> ScoreConfig:
                        prototype_embedding=config.prototype_embedding)
 
 
-def _train_arrays(raw: Dataset, selection: Selection, clean_pos: np.ndarray,
-                  kept: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Kept cleaned samples plus the Selection's synthetic ones, as trained_model trains on them."""
-    pos = clean_pos[kept]
-    images, labels = raw.images[pos], raw.labels[pos]
-    if selection.synthetic is not None and len(selection.synthetic.ids):
-        images = np.concatenate([images, selection.synthetic.images])
-        labels = np.concatenate([labels, selection.synthetic.labels])
-    return images, labels
-
-
 class SweepTrainer:
     """Trains the sweep's models on one cleaned set: the selection for (strategy, fraction, seed),
     the schedule's epochs, and one training per distinct (kept set, seed, epochs)."""
@@ -293,7 +282,7 @@ class SweepTrainer:
         self.n_clean = len(ids)
         test_pos = raw.index_of(selection.test_ids)
         self.x_test, self.y_test = raw.images[test_pos], raw.labels[test_pos]
-        self.n_full = len(_train_arrays(raw, selection, self.clean_pos, np.arange(self.n_clean))[1])
+        self.n_full = len(training_arrays(raw, selection, self.clean_pos)[1])
         self.trained: dict[tuple[str, int, int], dict[str, Any]] = {}  # (kept digest, seed, epochs) → model
         self.n_trained, self.train_seconds = 0, 0.0
 
@@ -313,7 +302,7 @@ class SweepTrainer:
         shared, the MLflow run of the model it reuses (`shared_model_of`)."""
         cfg = self.config
         kept = self.kept(strategy, fraction, seed)
-        x, y = _train_arrays(self.raw, self.selection, self.clean_pos, kept)
+        x, y = training_arrays(self.raw, self.selection, self.clean_pos[kept])  # as trained_model trains
         epochs = epochs_for(len(y), self.n_full, cfg.epochs, cfg.batch_size, cfg.schedule)
         plan = EPOCH_PLANS[strategy](fraction, len(y), epochs) if strategy in EPOCH_PLANS else None
         key = (hashlib.blake2b(kept.astype(np.int64).tobytes(), digest_size=16).hexdigest(), seed, epochs)

@@ -55,9 +55,10 @@ def training_ids(selection: Selection) -> np.ndarray:
         [selection.kept_ids, selection.synthetic.ids])
 
 
-def training_arrays(dataset: Dataset, selection: Selection) -> tuple[np.ndarray, np.ndarray]:
-    """Kept original samples plus any synthetic ones."""
-    pos = dataset.index_of(selection.kept_ids)
+def training_arrays(dataset: Dataset, selection: Selection,
+                    positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Kept original samples (or the dataset rows at `positions`) plus any synthetic ones."""
+    pos = dataset.index_of(selection.kept_ids) if positions is None else positions
     images, labels = dataset.images[pos], dataset.labels[pos]
     if selection.synthetic is not None and len(selection.synthetic.ids):
         images = np.concatenate([images, selection.synthetic.images])

@@ -62,7 +62,7 @@ class Dataset:
                                f"into the {k} class names")
         if len(set(self.class_names)) != k:
             raise DatasetError(f"{src}: class names repeat: {list(self.class_names)}")
-        dup = pd.Index(self.ids).duplicated(keep=False)
+        dup = self.id_index().duplicated(keep=False)
         if dup.any():
             first = self.ids[dup][0]
             rows = np.flatnonzero(np.asarray(self.ids, dtype=object) == first)
@@ -70,7 +70,7 @@ class Dataset:
                                "ids must be unique")
         if len(self.split) not in (0, n):
             raise DatasetError(f"{src}: split has {len(self.split)} entries; expected 0 or {n}")
-        unknown = set(self.load_errors) - set(np.asarray(self.ids, dtype=object).tolist()) if self.load_errors else ()
+        unknown = [k for k in self.load_errors if k not in self.id_index()]
         if unknown:
             raise DatasetError(f"{src}: load errors name unknown id(s) {sorted(unknown)[:3]}")
 
@@ -85,9 +85,20 @@ class Dataset:
     def n_classes(self) -> int:
         return len(self.class_names)
 
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_")}  # drop the caches
+
+    def id_index(self) -> pd.Index:
+        """pd.Index of the ids, built once (hashing a million ids takes ~0.5 s; steps look ids up often)."""
+        index = self.__dict__.get("_id_index")
+        if index is None:
+            index = pd.Index(self.ids)
+            object.__setattr__(self, "_id_index", index)  # a cache, not state: frozen otherwise
+        return index
+
     def index_of(self, ids: np.ndarray | list[str]) -> np.ndarray:
         """Row positions of `ids`; raises naming the first id that is not in the dataset."""
-        pos = pd.Index(self.ids).get_indexer(np.asarray(ids, dtype=object))
+        pos = self.id_index().get_indexer(np.asarray(ids, dtype=object))
         if (pos < 0).any():
             missing = np.asarray(ids, dtype=object)[pos < 0][0]
             raise DatasetError(f"{self.source}: unknown sample id {missing!r}")
@@ -97,13 +108,17 @@ class Dataset:
         return self.ids[self.split == split]
 
     def digest(self) -> str:
-        """Content digest of ids, labels, pixels and split: the asset's data version."""
+        """Content digest of ids, labels, pixels and split: the asset's data version (computed once)."""
+        cached = self.__dict__.get("_digest")
+        if cached is not None:
+            return cached
         h = hashlib.blake2b(digest_size=16)
         for part in (np.asarray(self.ids, dtype=str), self.labels, np.ascontiguousarray(self.images),
                      np.asarray(self.split, dtype=str)):
-            h.update(np.ascontiguousarray(part).tobytes())
+            h.update(memoryview(np.ascontiguousarray(part)).cast("B"))  # no bytes copy of the pixels
         h.update("\n".join(self.class_names).encode())
-        return h.hexdigest()
+        object.__setattr__(self, "_digest", h.hexdigest())
+        return self.__dict__["_digest"]
 
     def with_split(self, test_fraction: float, seed: int) -> Dataset:
         return replace(self, split=stratified_split(self.labels, test_fraction, seed))

@@ -55,7 +55,7 @@ def no_exact_duplicates_left(raw_dataset: Dataset, exact_deduplicated: Selection
     if not exact_deduplicated.history[-1]["config"].get("enabled", True):
         return dg.AssetCheckResult(passed=True, description="exact deduplication is disabled in this run")
     hashes = content_hashes(raw_dataset.images[raw_dataset.index_of(exact_deduplicated.kept_ids)])
-    dups = int(len(hashes) - len(set(hashes)))
+    dups = int(len(hashes) - len(np.unique(hashes, axis=0)))
     return dg.AssetCheckResult(passed=dups == 0, metadata={"duplicates_left": dups})
 
 

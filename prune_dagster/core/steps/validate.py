@@ -3,46 +3,60 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from prune_dagster.core.dataset import TEST, Dataset
 from prune_dagster.core.errors import DatasetError
 from prune_dagster.core.ledger import StepResult, removed_frame
+from prune_dagster.core.parallel import ArrayRef, Mapper, as_array, by_reference, serial_map, split_rows
 
 
-def sample_problems(dataset: Dataset, ids: np.ndarray, drop_blank: bool = True) -> dict[str, str]:
+def pixel_checks(positions: np.ndarray, images: np.ndarray | ArrayRef) -> tuple[np.ndarray, np.ndarray]:
+    """(all pixels finite, image constant) for the rows `positions` of `images`."""
+    rows = as_array(images)[np.sort(positions)]
+    order = np.argsort(np.argsort(positions, kind="stable"), kind="stable")  # back to the given order
+    flat = rows.reshape(len(rows), -1)[order]
+    finite = np.isfinite(flat).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        blank = finite & (flat.max(axis=1) == flat.min(axis=1)) if flat.shape[1] else np.zeros(len(flat), bool)
+    return finite, blank
+
+
+def sample_problems(dataset: Dataset, ids: np.ndarray, drop_blank: bool = True,
+                    mapper: Mapper = serial_map) -> dict[str, str]:
     """id → reason for every sample among `ids` that cannot be used.
 
     A load error (the loader's "category: detail", e.g. "truncated_image: ...", "size_mismatch: 30x20,
     expected 28x28") comes first, then NaN/inf pixels, then (with `drop_blank`) constant images.
+    Pixels are checked in row blocks, so memory stays bounded however many samples there are.
     """
+    ids = np.asarray(ids, dtype=object)
     pos = dataset.index_of(ids)
-    flat = dataset.images[pos].reshape(len(pos), -1)
-    problems: dict[str, str] = {}
-    finite = np.isfinite(flat).all(axis=1)
-    blank = np.zeros(len(pos), dtype=bool)
-    if drop_blank and flat.shape[1]:
-        with np.errstate(invalid="ignore"):
-            blank = finite & (flat.max(axis=1) == flat.min(axis=1))
-    for i, sid in enumerate(np.asarray(ids, dtype=object)):
-        if sid in dataset.load_errors:
-            problems[sid] = dataset.load_errors[sid]
-        elif not finite[i]:
-            problems[sid] = "non_finite_pixels"
-        elif blank[i]:
-            problems[sid] = "blank_image"
-    return problems
+    checks = mapper(pixel_checks, split_rows(pos), {"images": by_reference(dataset.images)})
+    finite = np.concatenate([c[0] for c in checks]) if checks else np.zeros(0, bool)
+    blank = np.concatenate([c[1] for c in checks]) if checks else np.zeros(0, bool)
+    reason = np.full(len(ids), "", dtype=object)
+    if drop_blank:
+        reason[blank] = "blank_image"
+    reason[~finite] = "non_finite_pixels"
+    if dataset.load_errors:  # a load error names the cause better than the NaN pixels it left
+        loaded_badly = pd.Index(ids).isin(list(dataset.load_errors))
+        reason[loaded_badly] = [dataset.load_errors[sid] for sid in ids[loaded_badly]]
+    bad = reason != ""
+    return dict(zip(ids[bad].tolist(), reason[bad].tolist(), strict=True))
 
 
 def validate(dataset: Dataset, train_ids: np.ndarray, drop_blank: bool = True,
-             min_per_class: int = 1) -> StepResult:
+             min_per_class: int = 1, mapper: Mapper = serial_map) -> StepResult:
     """Per-sample problems are removed with a reason; a dataset-level problem raises DatasetError.
 
     Stops when no training sample is usable, when fewer than 2 classes keep a usable training sample,
     or when the dataset has a split whose test side is empty. A class with a single sample is fine.
     """
-    problems = sample_problems(dataset, train_ids, drop_blank)
+    problems = sample_problems(dataset, train_ids, drop_blank, mapper)
     removed = removed_frame(list(problems), list(problems.values()), 1.0)
-    kept = np.asarray([i for i in train_ids if i not in problems], dtype=object)
+    train_ids = np.asarray(train_ids, dtype=object)
+    kept = train_ids[~pd.Index(train_ids).isin(list(problems))] if problems else train_ids
     if len(kept) == 0:
         examples = "; ".join(f"{k}: {v}" for k, v in list(problems.items())[:3])
         raise DatasetError(f"{dataset.source}: no usable training samples ({len(problems)} of {len(train_ids)} "

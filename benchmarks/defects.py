@@ -161,6 +161,7 @@ def run_graph(spec: str, instance) -> tuple[Dataset, Selection]:
     import dagster as dg
 
     from prune_dagster.definitions import defs
+    from prune_dagster.defs.engine import ComputeEngine
 
     # The asset objects as defined (defs.assets), not `resolve_assets_def`: those come bound to the
     # Definitions' resources, which would clash with the in-memory IO manager given here.
@@ -169,7 +170,8 @@ def run_graph(spec: str, instance) -> tuple[Dataset, Selection]:
     checks = [c for c in defs.asset_checks
               if all(k.asset_key.to_user_string() in GRAPH for k in c.check_keys)]
     result = dg.materialize(
-        [*assets, *checks], instance=instance, resources={"io_manager": dg.mem_io_manager},
+        [*assets, *checks], instance=instance, resources={"io_manager": dg.mem_io_manager,
+                                                               "engine": ComputeEngine()},
         run_config={"ops": {"raw_dataset": {"config": {"source": spec}}},
                     "loggers": {"console": {"config": {"log_level": "WARNING"}}}},
     )

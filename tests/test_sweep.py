@@ -35,6 +35,7 @@ from prune_dagster.defs.assets.sweep import (
     parse_key,
     sweep_fractions,
 )
+from prune_dagster.defs.engine import ComputeEngine
 from prune_dagster.defs.io import RunScopedIOManager
 from prune_dagster.defs.jobs import sweep_job
 from prune_dagster.defs.resources import MlflowResource, OutputStore
@@ -123,7 +124,8 @@ def sweep_run(tmp_path_factory):
                 assets=[*dg.load_assets_from_modules([ingest, cleaning, shaping]), *sweep_assets],
                 jobs=[sweep_job],
                 resources={"mlflow": MlflowResource(), "output_store": OutputStore(),
-                           "io_manager": RunScopedIOManager(), "sweep_io_manager": SweepResultsIOManager()},
+                           "io_manager": RunScopedIOManager(), "sweep_io_manager": SweepResultsIOManager(),
+                           "engine": ComputeEngine()},
             )
             job = defs.resolve_job_def("sweep_job")
             result = job.execute_in_process(instance=instance, run_config=RUN_CONFIG,

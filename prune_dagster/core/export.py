@@ -61,7 +61,8 @@ def export_dataset(dataset: Dataset, selection: Selection, dest: Path) -> Path:
     """The pruned dataset in the input's own format, written to a temporary folder and renamed.
 
     An image-folder source → `dest/<class>/...` copies of the kept files (the source is only read);
-    any other source → `dest/pruned.npz` (images, labels, ids). Synthetic samples go to
+    an .npy folder → the same files for the kept rows (images written through a memory map); any
+    other source → `dest/pruned.npz` (images, labels, ids). Synthetic samples go to
     `dest/synthetic.npz` so they are never mistaken for originals.
     """
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
@@ -70,7 +71,9 @@ def export_dataset(dataset: Dataset, selection: Selection, dest: Path) -> Path:
     try:
         pos = np.sort(dataset.index_of(selection.kept_ids))
         root = Path(dataset.source)
-        if root.is_dir():
+        if dataset.load_info.get("format") == "npy":  # an .npy folder → the same, written block by block
+            _write_npy_folder(tmp, dataset, pos)
+        elif root.is_dir():
             for sid in dataset.ids[pos]:
                 target = tmp / sid
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -120,3 +123,15 @@ def write_png_folder(images: np.ndarray, labels: np.ndarray, class_names: tuple[
         Image.fromarray(arr[..., 0] if arr.shape[-1] == 1 else arr).save(path)
         ids.append(rel)
     return ids
+
+
+def _write_npy_folder(folder: Path, dataset: Dataset, pos: np.ndarray, block: int = 65_536) -> None:
+    images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=dataset.images.dtype,
+                                       shape=(len(pos), *dataset.images.shape[1:]))
+    for start in range(0, len(pos), block):
+        images[start:start + block] = dataset.images[pos[start:start + block]]
+    images.flush()
+    del images
+    np.save(folder / "labels.npy", dataset.labels[pos])
+    np.save(folder / "ids.npy", dataset.ids[pos].astype(str))
+    (folder / "class_names.json").write_text(json.dumps(list(dataset.class_names)))

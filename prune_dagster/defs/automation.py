@@ -11,7 +11,7 @@ import os
 import dagster as dg
 
 from prune_dagster.core.fingerprint import diff, digest, fingerprint
-from prune_dagster.defs.jobs import prune_job
+from prune_dagster.defs.jobs import incremental_job, prune_job
 
 SCHEDULE_CRON = os.environ.get("PRUNE_SCHEDULE_CRON", "0 3 * * *")  # daily at 03:00
 
@@ -55,3 +55,30 @@ def source_changed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResul
                                           "prune/changes": json.dumps(summary)})],
         cursor=cursor,
     )
+
+
+def incoming_folder() -> str:
+    return os.environ.get("PRUNE_INCOMING", "")
+
+
+@dg.sensor(
+    job=incremental_job,
+    minimum_interval_seconds=int(os.environ.get("PRUNE_SENSOR_INTERVAL", "30")),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Starts incremental_job for each new batch folder (an .npy folder, .npz or image folder) that "
+                "appears in $PRUNE_INCOMING: new samples are checked against the last full prune's index.",
+)
+def new_samples_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    root = incoming_folder()
+    if not root or not os.path.isdir(root):
+        return dg.SkipReason("PRUNE_INCOMING is not set to a folder: no new batches to watch")
+    seen = set(json.loads(context.cursor)) if context.cursor else set()
+    batches = sorted(e.name for e in os.scandir(root) if not e.name.startswith(".") and e.name not in seen
+                     and (e.is_dir() or e.name.endswith(".npz")))
+    if not batches:
+        return dg.SkipReason(f"no new batch in {root}")
+    requests = [dg.RunRequest(run_key=name, tags={"prune/trigger": "new_samples", "prune/batch": name},
+                              run_config={"ops": {"incremental_update": {"config": {
+                                  "new_source": os.path.join(root, name)}}}})
+                for name in batches]
+    return dg.SensorResult(run_requests=requests, cursor=json.dumps(sorted(seen | set(batches))))

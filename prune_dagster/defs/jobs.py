@@ -34,3 +34,12 @@ sweep_job = dg.define_asset_job(
                 "all partitions, or the range tags of sweep.all_partitions_tags): one run trains the whole sweep.",
     executor_def=dg.in_process_executor,
 )
+
+incremental_job = dg.define_asset_job(
+    "incremental_job",
+    selection=dg.AssetSelection.assets("prune_index", "incremental_update"),
+    description="Decide a batch of new samples against an index of the last full prune (new_source, or "
+                "$PRUNE_NEW_SOURCE) instead of re-running every step; refuses, saying why, when the batch would "
+                "change an old decision.",
+    executor_def=dg.in_process_executor,
+)

@@ -1,4 +1,4 @@
-"""Near duplicates: nearest neighbours within a radius, union-find into groups, keep one per group."""
+"""Near duplicates: neighbours within a radius, union-find into groups, keep one per group."""
 
 from __future__ import annotations
 
@@ -11,17 +11,45 @@ from sklearn.neighbors import NearestNeighbors
 from prune_dagster.core.embed import FIT_SAMPLE, flatten
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.ledger import StepResult, removed_frame
+from prune_dagster.core.neighbors import radius_pairs
+from prune_dagster.core.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map
 
 KEEP_POLICIES = ("first", "most_typical")
 
 # One-pixel rolls (axis of an (N, H, W, C) array, step) that `near_duplicate_views` also embeds.
 ONE_PIXEL_SHIFTS: tuple[tuple[int, int], ...] = ((1, 1), (1, -1), (2, 1), (2, -1))
 
+# The median nearest-neighbour distance (the radius' unit) is measured on at most this many rows,
+# nearest neighbours within that seeded sample: exact below it, and above it the spacing "as at
+# 10k", so one threshold means the same closeness at every dataset size.
+NN_SAMPLE = 10_000
+NN_SEED = 0
+# `near_duplicate_views` projects row blocks of this size, this many blocks per mapper call (which
+# bounds the block results held at once to ~170 MB at k=32).
+VIEW_BLOCK_ROWS = BLOCK_ROWS
+_VIEW_BLOCKS_PER_CALL = 4
+
+
+def _unit_rows(x: np.ndarray, norms: np.ndarray) -> np.ndarray:
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+def _views_block(block: np.ndarray, pca: PCA, shifts: tuple[tuple[int, int], ...]) -> np.ndarray:
+    """(1 + len(shifts), rows, k) views of one row block of images (a mapper work function)."""
+    x = flatten(block)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    out = np.empty((1 + len(shifts), len(block), pca.n_components_), dtype=np.float32)
+    out[0] = pca.transform(_unit_rows(x, norms))
+    for v, (axis, step) in enumerate(shifts, start=1):
+        out[v] = pca.transform(_unit_rows(flatten(np.roll(block, step, axis=axis)), norms))
+    return out
+
 
 def near_duplicate_views(images: np.ndarray, n_components: int = 32, seed: int = 0,
-                         shifts: tuple[tuple[int, int], ...] = ONE_PIXEL_SHIFTS) -> np.ndarray:
-    """A (1 + len(shifts), N, k) stack of embeddings that makes near duplicates tolerant of a
-    brightness change and a one-pixel shift; pass it to `find_near_duplicates` as `embedding`.
+                         shifts: tuple[tuple[int, int], ...] = ONE_PIXEL_SHIFTS,
+                         mapper: Mapper = serial_map) -> np.ndarray:
+    """A (1 + len(shifts), N, k) float32 stack of embeddings that makes near duplicates tolerant of
+    a brightness change and a one-pixel shift; pass it to `find_near_duplicates` as `embedding`.
 
     Each image is scaled to unit L2 norm (so a gain leaves it where it was, up to clipped pixels)
     and projected on one PCA basis fitted to the unshifted images; view 0 is the image, view v its
@@ -32,47 +60,56 @@ def near_duplicate_views(images: np.ndarray, n_components: int = 32, seed: int =
     in these views every planted copy lies within 0.31 of its source and fewer than 0.5% of clean
     digits have a neighbour within 0.5. With the default threshold 0.3 the step found 97-100% of
     the planted near duplicates and removed no clean digit (benchmarks/defects.py).
+
+    The basis is fitted on at most FIT_SAMPLE images; the projection runs in row blocks through
+    `mapper`, so only the output (V x N x k float32: 640 MB at 1M, k=32) is held at full size.
     """
-    x = flatten(images)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    x = x / np.where(norms > 0, norms, 1.0)
-    k = max(1, min(n_components, x.shape[1], len(x)))
+    n = len(images)
+    dim = int(np.prod(images.shape[1:]))
+    k = max(1, min(n_components, dim, n))
     rng = np.random.default_rng(seed)
-    fit = x if len(x) <= FIT_SAMPLE else x[rng.choice(len(x), FIT_SAMPLE, replace=False)]
-    pca = PCA(n_components=k, random_state=seed).fit(fit)
-    views = [pca.transform(x)]
-    for axis, step in shifts:
-        rolled = flatten(np.roll(images, step, axis=axis))
-        views.append(pca.transform(rolled / np.where(norms > 0, norms, 1.0)))
-    return np.stack(views).astype(np.float32)
+    fit = flatten(images if n <= FIT_SAMPLE else images[rng.choice(n, FIT_SAMPLE, replace=False)])
+    pca = PCA(n_components=k, random_state=seed).fit(_unit_rows(fit, np.linalg.norm(fit, axis=1, keepdims=True)))
+    del fit
+    out = np.empty((1 + len(shifts), n, k), dtype=np.float32)
+    blocks = row_blocks(n, VIEW_BLOCK_ROWS)
+    for c in range(0, len(blocks), _VIEW_BLOCKS_PER_CALL):
+        call = blocks[c:c + _VIEW_BLOCKS_PER_CALL]
+        for (s, e), block_views in zip(call, mapper(_views_block, [images[s:e] for s, e in call],
+                                                    {"pca": pca, "shifts": tuple(shifts)}), strict=True):
+            out[:, s:e] = block_views
+    return out
 
 
-def _radius_edges(embedding: np.ndarray, radius: float, nn: NearestNeighbors) -> coo_matrix:
-    """Pairs (i, j), i != j, with view v of i within `radius` of view 0 of j, for any view v."""
-    n = embedding.shape[1]
-    rows, cols = [], []
-    for view in embedding:
-        neighbours = nn.radius_neighbors(view, radius=radius, return_distance=False)
-        counts = np.fromiter((len(nb) for nb in neighbours), dtype=np.int64, count=n)
-        rows.append(np.repeat(np.arange(n), counts))
-        cols.append(np.concatenate(neighbours) if counts.sum() else np.zeros(0, dtype=np.int64))
-    r, c = np.concatenate(rows), np.concatenate(cols).astype(np.int64)
-    off = r != c
-    return coo_matrix((np.ones(int(off.sum())), (r[off], c[off])), shape=(n, n))
+def median_nn_distance(base: np.ndarray, sample: int = NN_SAMPLE, seed: int = NN_SEED) -> tuple[float, int]:
+    """(median of the non-zero nearest-neighbour distances, rows used): all rows up to `sample`,
+    else a seeded random `sample` of them with neighbours looked up within that sample."""
+    rows = base if len(base) <= sample else base[np.sort(np.random.default_rng(seed).choice(len(base), sample,
+                                                                                            replace=False))]
+    dist, _ = NearestNeighbors(n_neighbors=2).fit(rows).kneighbors(rows)
+    nn_dist = dist[:, 1]
+    return (float(np.median(nn_dist[nn_dist > 0])) if (nn_dist > 0).any() else 1.0), len(rows)
 
 
 def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndarray,
-                         threshold: float = 0.3, keep: str = "first") -> StepResult:
+                         threshold: float = 0.3, keep: str = "first", mapper: Mapper = serial_map,
+                         radius: float | None = None) -> StepResult:
     """Pairs closer than `threshold` × (median nearest-neighbour distance) are near duplicates.
 
-    The radius is relative, so one default works across datasets and embeddings. Connected
-    components of the radius graph (scipy's union-find) form the groups; `keep` picks the survivor:
-    `first` in dataset order, or `most_typical` (the member closest to its group's mean). A removed
-    sample whose label differs from the survivor's is reported as `near_duplicate_label_conflict`.
+    The radius is relative, so one default works across datasets and embeddings; its unit is
+    measured on at most NN_SAMPLE rows (see `median_nn_distance`). Connected components of the
+    radius graph (scipy's union-find) form the groups; `keep` picks the survivor: `first` in
+    dataset order, or `most_typical` (the member closest to its group's mean; ties go to the
+    first). A removed sample whose label differs from the survivor's is reported as
+    `near_duplicate_label_conflict`.
 
     `embedding` is (N, k), or a (V, N, k) stack of views from `near_duplicate_views`: then i and j
     are linked when any view of i is within the radius of view 0 of j (e.g. j is i shifted by one
     pixel), and the median nearest-neighbour distance is taken in view 0.
+
+    The radius graph is exact (the pairs brute force finds) without scoring all pairs: a k-means
+    partition tree (`prune_dagster.core.neighbors`) whose leaves run through `mapper`; the result
+    is the same for any mapper. `radius`, when given, replaces threshold × median distance.
     """
     if keep not in KEEP_POLICIES:
         raise ConfigError(f"keep={keep!r}; expected one of {KEEP_POLICIES}")
@@ -81,35 +118,82 @@ def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndar
     embedding = np.asarray(embedding)
     if embedding.ndim not in (2, 3):
         raise ConfigError(f"embedding of shape {embedding.shape}; expected (N, k) or a (views, N, k) stack")
-    views = embedding if embedding.ndim == 3 else embedding[None]
+    views = np.ascontiguousarray(embedding if embedding.ndim == 3 else embedding[None])
     base = views[0]
     n = len(ids)
     if n < 2 or threshold == 0:
         return StepResult(removed=removed_frame(), metadata={"groups": 0})
-    nn = NearestNeighbors(n_neighbors=2).fit(base)
-    dist, _ = nn.kneighbors(base)
-    nn_dist = dist[:, 1]
-    scale = float(np.median(nn_dist[nn_dist > 0])) if (nn_dist > 0).any() else 1.0
-    radius = threshold * scale
-    n_groups, comp = connected_components(_radius_edges(views, radius, nn), directed=False)
+    if radius is None:
+        scale, nn_rows = median_nn_distance(base, NN_SAMPLE)
+        radius = threshold * scale
+    else:  # a radius fixed by the caller (incremental pruning reuses the last full prune's)
+        scale, nn_rows = radius / threshold, 0
+    q, j, scored = radius_pairs(views.reshape(-1, views.shape[2]), base, radius, mapper)
+    i = q % n
+    off = i != j
+    graph = coo_matrix((np.ones(int(off.sum()), dtype=np.int8), (i[off], j[off])), shape=(n, n))
+    n_groups, comp = connected_components(graph, directed=False)
     sizes = np.bincount(comp, minlength=n_groups)
-    removed_pos, reasons, scores = [], [], []
-    for g in np.flatnonzero(sizes > 1):
-        members = np.flatnonzero(comp == g)
-        if keep == "first":
-            survivor = members[0]
-        else:
-            centre = base[members].mean(axis=0)
-            survivor = members[np.argmin(np.linalg.norm(base[members] - centre, axis=1))]
-        for m in members[members != survivor]:
-            removed_pos.append(m)
-            reasons.append("near_duplicate" if labels[m] == labels[survivor] else "near_duplicate_label_conflict")
-            scores.append(float(np.linalg.norm(views[:, m] - base[survivor], axis=1).min() / scale))
-    removed = removed_frame(np.asarray(ids, dtype=object)[removed_pos], reasons, scores)
+    survivor = _survivors(comp, sizes, base, keep)
+    members = np.flatnonzero(sizes[comp] > 1)
+    gone = members[survivor[comp[members]] != members]
+    gone = gone[np.lexsort((gone, comp[gone]))]  # group by group, members in dataset order
+    kept = survivor[comp[gone]]
+    labels = np.asarray(labels)
+    reasons = np.where(labels[gone] == labels[kept], "near_duplicate", "near_duplicate_label_conflict").astype(object)
+    scores = np.linalg.norm(views[:, gone] - base[kept][None], axis=2).min(axis=0) / scale if len(gone) else []
+    removed = removed_frame(np.asarray(ids, dtype=object)[gone], reasons, scores)
     return StepResult(removed=removed, metadata={
         "groups": int((sizes > 1).sum()),
         "largest_group": int(sizes.max()) if len(sizes) else 0,
         "views": int(len(views)),
         "median_nn_distance": round(scale, 5),
+        "nn_sample": int(nn_rows),
         "radius": round(radius, 5),
+        "pairs_scored": int(scored),
     })
+
+
+def _survivors(comp: np.ndarray, sizes: np.ndarray, base: np.ndarray, keep: str) -> np.ndarray:
+    """Position of the kept member of each component (-1 for components of one)."""
+    survivor = np.full(len(sizes), -1, dtype=np.int64)
+    members = np.flatnonzero(sizes[comp] > 1)  # ascending, so a group's first member comes first
+    if not len(members):
+        return survivor
+    groups, inverse = np.unique(comp[members], return_inverse=True)
+    if keep == "first":
+        survivor[groups] = members[np.unique(inverse, return_index=True)[1]]
+        return survivor
+    x = base[members].astype(np.float64)
+    counts = np.bincount(inverse)
+    centre = np.stack([np.bincount(inverse, weights=x[:, d], minlength=len(groups)) for d in range(x.shape[1])],
+                      axis=1) / counts[:, None]
+    diff = x - centre[inverse]
+    dist = (diff * diff).sum(axis=1)
+    order = np.lexsort((members, dist, inverse))  # by group, then distance to the mean, then position
+    firsts = order[np.r_[True, np.diff(inverse[order]) != 0]]
+    survivor[groups] = members[firsts]
+    return survivor
+
+
+
+def fit_views_basis(images: np.ndarray, n_components: int = 32, seed: int = 0) -> PCA:
+    """The basis `near_duplicate_views` fits (same sample, same seed), for projecting later samples."""
+    n = len(images)
+    k = max(1, min(n_components, int(np.prod(images.shape[1:])), n))
+    rng = np.random.default_rng(seed)
+    fit = flatten(images if n <= FIT_SAMPLE else images[rng.choice(n, FIT_SAMPLE, replace=False)])
+    return PCA(n_components=k, random_state=seed).fit(_unit_rows(fit, np.linalg.norm(fit, axis=1, keepdims=True)))
+
+
+def project_views(images: np.ndarray, pca: PCA, shifts: tuple[tuple[int, int], ...] = ONE_PIXEL_SHIFTS,
+                  mapper: Mapper = serial_map) -> np.ndarray:
+    """(1 + len(shifts), N, k) views of `images` on a fitted basis (see `near_duplicate_views`)."""
+    out = np.empty((1 + len(shifts), len(images), pca.n_components_), dtype=np.float32)
+    blocks = row_blocks(len(images))
+    for c in range(0, len(blocks), _VIEW_BLOCKS_PER_CALL):
+        call = blocks[c:c + _VIEW_BLOCKS_PER_CALL]
+        for (s, e), block_views in zip(call, mapper(_views_block, [images[s:e] for s, e in call],
+                                                    {"pca": pca, "shifts": tuple(shifts)}), strict=True):
+            out[:, s:e] = block_views
+    return out

@@ -11,6 +11,7 @@ from prune_dagster.core.steps.label_noise import find_label_issues
 from prune_dagster.core.steps.near_dup import find_near_duplicates, near_duplicate_views
 from prune_dagster.core.steps.outliers import find_outliers
 from prune_dagster.defs.assets.common import StepConfig, run_step
+from prune_dagster.defs.engine import ComputeEngine
 
 
 class ExactDedupConfig(StepConfig):
@@ -19,15 +20,18 @@ class ExactDedupConfig(StepConfig):
 
 
 @dg.asset(group_name="cleaning")
-def exact_deduplicated(config: ExactDedupConfig, raw_dataset: Dataset, validated: Selection) -> dg.Output[Selection]:
+def exact_deduplicated(config: ExactDedupConfig, raw_dataset: Dataset, validated: Selection,
+                       engine: ComputeEngine) -> dg.Output[Selection]:
     """Keeps one of each set of byte-identical images (content hash); label conflicts and copies of
     test images are removed and named as such in the ledger."""
-    test_hashes = None
-    if config.check_test_leaks and len(validated.test_ids):
-        test_hashes = content_hashes(raw_dataset.images[raw_dataset.index_of(validated.test_ids)])
-    return run_step("exact_deduplicated", raw_dataset, validated, config,
-                    lambda ids, images, labels: find_exact_duplicates(
-                        ids, images, labels, test_hashes, config.conflict_policy))
+    def compute(ids, images, labels):
+        test_hashes = None
+        if config.check_test_leaks and len(validated.test_ids):
+            test_images = raw_dataset.images[raw_dataset.index_of(validated.test_ids)]
+            test_hashes = engine.supply(content_hashes)(test_images)
+        return engine.supply(find_exact_duplicates)(ids, images, labels, test_hashes, config.conflict_policy)
+
+    return run_step("exact_deduplicated", raw_dataset, validated, config, compute, engine=engine)
 
 
 class NearDedupConfig(StepConfig):
@@ -38,16 +42,16 @@ class NearDedupConfig(StepConfig):
 
 
 @dg.asset(group_name="cleaning")
-def near_deduplicated(config: NearDedupConfig, raw_dataset: Dataset,
-                      exact_deduplicated: Selection) -> dg.Output[Selection]:
+def near_deduplicated(config: NearDedupConfig, raw_dataset: Dataset, exact_deduplicated: Selection,
+                      engine: ComputeEngine) -> dg.Output[Selection]:
     """Groups images closer than the threshold (kNN radius graph + union-find) and keeps one per group.
     Each image is compared as itself and as its one-pixel shifts, brightness-normalised, in PCA space,
     so shifted and re-exposed copies count as duplicates too."""
     def compute(ids, images, labels):
-        emb = near_duplicate_views(images, config.n_components, config.seed)
-        return find_near_duplicates(ids, emb, labels, config.threshold, config.keep)
+        emb = engine.supply(near_duplicate_views)(images, config.n_components, config.seed)
+        return engine.supply(find_near_duplicates)(ids, emb, labels, config.threshold, config.keep)
 
-    return run_step("near_deduplicated", raw_dataset, exact_deduplicated, config, compute)
+    return run_step("near_deduplicated", raw_dataset, exact_deduplicated, config, compute, engine=engine)
 
 
 class OutlierConfig(StepConfig):
@@ -59,14 +63,15 @@ class OutlierConfig(StepConfig):
 
 
 @dg.asset(group_name="cleaning")
-def outliers_removed(config: OutlierConfig, raw_dataset: Dataset,
-                     near_deduplicated: Selection) -> dg.Output[Selection]:
+def outliers_removed(config: OutlierConfig, raw_dataset: Dataset, near_deduplicated: Selection,
+                     engine: ComputeEngine) -> dg.Output[Selection]:
     """Removes images far from the rest of the data (IsolationForest or LOF on the PCA embedding)."""
     def compute(ids, images, labels):
-        emb = pca_embed(images, config.n_components, config.seed)
-        return find_outliers(ids, emb, config.method, config.contamination, config.z_threshold, config.seed)
+        emb = engine.supply(pca_embed)(images, config.n_components, config.seed)
+        return engine.supply(find_outliers)(ids, emb, config.method, config.contamination, config.z_threshold,
+                                            config.seed)
 
-    return run_step("outliers_removed", raw_dataset, near_deduplicated, config, compute)
+    return run_step("outliers_removed", raw_dataset, near_deduplicated, config, compute, engine=engine)
 
 
 class LabelNoiseConfig(StepConfig):
@@ -77,10 +82,11 @@ class LabelNoiseConfig(StepConfig):
 
 
 @dg.asset(group_name="cleaning")
-def label_noise_removed(config: LabelNoiseConfig, raw_dataset: Dataset,
-                        outliers_removed: Selection) -> dg.Output[Selection]:
+def label_noise_removed(config: LabelNoiseConfig, raw_dataset: Dataset, outliers_removed: Selection,
+                        engine: ComputeEngine) -> dg.Output[Selection]:
     """Removes samples whose label confident learning (cleanlab) finds wrong, from out-of-fold
     predicted probabilities."""
     return run_step("label_noise_removed", raw_dataset, outliers_removed, config,
-                    lambda ids, images, labels: find_label_issues(
-                        ids, flatten(images), labels, config.classifier, config.folds, config.filter_by, config.seed))
+                    lambda ids, images, labels: engine.supply(find_label_issues)(
+                        ids, flatten(images), labels, config.classifier, config.folds, config.filter_by, config.seed),
+                    engine=engine)

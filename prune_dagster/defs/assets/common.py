@@ -12,6 +12,7 @@ from prune_dagster.core.dataset import Dataset
 from prune_dagster.core.export import jsonable
 from prune_dagster.core.gallery import gallery_markdown
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
+from prune_dagster.defs.engine import ComputeEngine
 
 
 class StepConfig(dg.Config):
@@ -50,6 +51,15 @@ def removed_gallery(dataset: Dataset, selection: Selection, step: str, limit: in
     return dg.MetadataValue.md(gallery_markdown(images, captions, limit))
 
 
+def engine_metadata(engine: ComputeEngine | None, tasks_before: int = 0) -> dict[str, Any]:
+    if engine is None:
+        return {}
+    out = engine.metadata()
+    if "engine_workers" in out:
+        out["engine_tasks"] = engine.tasks_run - tasks_before
+    return out
+
+
 def run_step(
     name: str,
     dataset: Dataset,
@@ -57,9 +67,14 @@ def run_step(
     config: dg.Config,
     compute: Callable[[np.ndarray, np.ndarray, np.ndarray], StepResult],
     extra_metadata: dict[str, Any] | None = None,
+    engine: ComputeEngine | None = None,
 ) -> dg.Output[Selection]:
-    """Call a pure step on the current view, record it, and return the new Selection with metadata."""
+    """Call a pure step on the current view, record it, and return the new Selection with metadata.
+
+    With `engine`, the metadata names the engine that ran the step and how many work items it sent
+    to the cluster (0: the step's functions ran in this process)."""
     ids, images, labels = view(dataset, selection)
+    tasks_before = engine.tasks_run if engine is not None else 0
     start = time.perf_counter()
     enabled = getattr(config, "enabled", True)
     result = compute(ids, images, labels) if enabled else StepResult(removed=removed_frame(),
@@ -76,6 +91,7 @@ def run_step(
         "retained_fraction_of_train": round(new.retained_fraction, 4),
         **result.metadata,
         **(extra_metadata or {}),
+        **engine_metadata(engine, tasks_before),
     }
     out = to_metadata(metadata)
     out["removed_samples"] = removed_gallery(dataset, new, name)

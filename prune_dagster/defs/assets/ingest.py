@@ -16,7 +16,8 @@ from prune_dagster.core.ledger import Selection, removed_frame
 from prune_dagster.core.overrides import load_overrides
 from prune_dagster.core.sources import DEFAULT_MAX_IMAGE_PIXELS, load_source
 from prune_dagster.core.steps.validate import sample_problems, validate
-from prune_dagster.defs.assets.common import run_step, to_metadata
+from prune_dagster.defs.assets.common import engine_metadata, run_step, to_metadata
+from prune_dagster.defs.engine import ComputeEngine
 
 
 class RawDatasetConfig(dg.Config):
@@ -35,14 +36,16 @@ class RawDatasetConfig(dg.Config):
 
 
 @dg.asset(group_name="ingest", kinds={"numpy"})
-def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig) -> dg.Output[Dataset]:
+def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig,
+                engine: ComputeEngine) -> dg.Output[Dataset]:
     """The source dataset, read once (never modified), with a stratified, seeded held-out test split.
 
     The test split is made here, before any pruning, and no later step touches it.
     """
     spec = config.source or os.environ.get("PRUNE_DATASET", "digits")
     start = time.perf_counter()
-    dataset = load_source(
+    tasks_before = engine.tasks_run
+    dataset = engine.supply(load_source)(
         spec, size=config.image_size, on_size_mismatch=config.on_size_mismatch, alpha=config.alpha,
         max_image_pixels=config.max_image_pixels,
         progress=lambda phase, done, total: context.log.info(f"{phase} {done} / {total} images"),
@@ -63,6 +66,7 @@ def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig) -> 
         "empty_classes": dataset.load_info.get("empty_classes", []),
         "digest": digest,
         "seconds": round(time.perf_counter() - start, 3),
+        **engine_metadata(engine, tasks_before),
     })
     metadata["preview"] = dg.MetadataValue.md(gallery_markdown(
         dataset.images[preview], [f"`{dataset.ids[i]}` {dataset.class_names[dataset.labels[i]]}" for i in preview]))
@@ -76,13 +80,14 @@ class ValidateConfig(dg.Config):
 
 
 @dg.asset(group_name="ingest")
-def validated(config: ValidateConfig, raw_dataset: Dataset) -> dg.Output[Selection]:
+def validated(config: ValidateConfig, raw_dataset: Dataset, engine: ComputeEngine) -> dg.Output[Selection]:
     """Training samples that can be used: unreadable files, NaN/inf pixels and blank images are
     removed with a reason; a dataset with no usable samples or a single class stops the run here.
     Overrides: pinned drops are removed here (reason `override`); pinned keeps are protected from
     every later step (an unusable pinned sample is still removed: nothing can train on it)."""
     test_ids = raw_dataset.ids_in(TEST)
-    bad_test = sample_problems(raw_dataset, test_ids, config.drop_blank)
+    tasks_before = engine.tasks_run
+    bad_test = engine.supply(sample_problems)(raw_dataset, test_ids, config.drop_blank)
     train_ids = raw_dataset.ids_in(TRAIN)
     keep, drop = set(), set()
     overrides = config.overrides or os.environ.get("PRUNE_OVERRIDES", "")
@@ -95,13 +100,14 @@ def validated(config: ValidateConfig, raw_dataset: Dataset) -> dg.Output[Selecti
     )
 
     def compute(ids, images, labels):
-        result = validate(raw_dataset, ids, config.drop_blank)
+        result = engine.supply(validate)(raw_dataset, ids, config.drop_blank)
         pinned_drop = sorted(drop - set(result.removed["id"]))
         result.removed = pd.concat([result.removed, removed_frame(pinned_drop, "override", 1.0)], ignore_index=True)
         return result
 
     out = run_step("validated", raw_dataset, start, config, compute,
                    extra_metadata={"n_test_unusable": len(bad_test), "n_pinned_keep": len(keep),
-                                   "n_pinned_drop": len(drop)})
+                                   "n_pinned_drop": len(drop)}, engine=engine)
     selection = replace(out.value, pinned_keep=frozenset(keep & set(out.value.kept_ids)))
-    return dg.Output(selection, metadata=out.metadata)
+    metadata = {**out.metadata, **to_metadata(engine_metadata(engine, tasks_before))}  # the test-set check too
+    return dg.Output(selection, metadata=metadata)

@@ -9,6 +9,7 @@ from prune_dagster.core.export import export_dataset, write_selection
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 from prune_dagster.core.scoring import ScoreConfig, prune_to_fraction
 from prune_dagster.defs.assets.common import StepConfig, run_step
+from prune_dagster.defs.engine import ComputeEngine
 from prune_dagster.defs.resources import OutputStore
 from prune_dagster.defs.summary import selection_summary
 
@@ -22,12 +23,14 @@ class PruneConfig(StepConfig):
     seed: int = 0
 
 
-def score_prune(config: PruneConfig, n_classes: int, feature_mask: np.ndarray | None):
+def score_prune(config: PruneConfig, n_classes: int, feature_mask: np.ndarray | None,
+                engine: ComputeEngine | None = None):
     def compute(ids: np.ndarray, images: np.ndarray, labels: np.ndarray) -> StepResult:
         score_config = ScoreConfig(score_epochs=config.score_epochs, score_seeds=config.score_seeds,
                                    per_class=config.per_class)
-        kept, scores = prune_to_fraction(config.strategy, images, labels, n_classes, config.retained_fraction,
-                                         config.seed, score_config, feature_mask)
+        prune = engine.supply(prune_to_fraction) if engine is not None else prune_to_fraction
+        kept, scores = prune(config.strategy, images, labels, n_classes, config.retained_fraction,
+                             config.seed, score_config, feature_mask)
         out = np.ones(len(ids), dtype=bool)
         out[kept] = False
         removed = removed_frame(ids[out], f"{config.strategy}_below_cutoff", scores[out])
@@ -38,12 +41,13 @@ def score_prune(config: PruneConfig, n_classes: int, feature_mask: np.ndarray | 
 
 @dg.asset(group_name="selection")
 def pruned_dataset(context: dg.AssetExecutionContext, config: PruneConfig, raw_dataset: Dataset,
-                   features_selected: Selection, output_store: OutputStore) -> dg.Output[Selection]:
+                   features_selected: Selection, output_store: OutputStore,
+                   engine: ComputeEngine) -> dg.Output[Selection]:
     """Keeps `retained_fraction` of the cleaned set by a per-sample score (EL2N by default; random is
     the baseline), per class. Writes kept_ids.csv, ledger.csv and the pruned dataset itself
     (`dataset/`, in the input's format) for this run."""
     out = run_step("pruned_dataset", raw_dataset, features_selected, config,
-                   score_prune(config, raw_dataset.n_classes, features_selected.feature_mask))
+                   score_prune(config, raw_dataset.n_classes, features_selected.feature_mask, engine), engine=engine)
     selection = out.value
     folder = output_store.run_folder(context.run_id)
     export_dataset(raw_dataset, selection, folder / "dataset")

@@ -1,24 +1,28 @@
-"""Exact fixed-radius neighbours without comparing all pairs: a k-means partition tree.
+"""Exact fixed-radius neighbours without scoring all pairs: a k-means partition tree.
 
 `radius_pairs(queries, index, r)` returns every (query, index point) pair within distance r (r
-included), the same set brute force finds, after scoring only the pairs that share a leaf.
+included): the set brute force (sklearn's `radius_neighbors`) finds, after scoring only the pairs
+that share a leaf of the tree.
 
 The tree (SemDeDup's clustering, made exact): a node fits k-means on a bounded seeded sample of its
 index points; each query goes to its nearest centre's child only, and each index point y to every
 child c that a query within r of y can reach. Such a query q, sent to c, lies on c's side of the
-bisector between c and y's nearest centre m; the signed distance to that bisector is
-(|p-c|^2 - |p-m|^2) / (2|c-m|) and moves by at most r from q to y, so y joins c when
+bisector between c and y's nearest centre m; the signed distance to that bisector,
+(|p-c|^2 - |p-m|^2) / (2|c-m|), changes by at most r from q to y, so y joins c when
 |y-c|^2 - |y-m|^2 <= 2r|c-m| (plus a slack for float rounding). Every neighbour of a query is
-therefore in the query's leaf, whatever k-means found. This hyperplane test replicates about half
-as many points as the triangle-inequality one (d(y,c) <= d(y,m) + 2r). A node is split only while
-the split pays for itself (cost model below): when r is large against the node, the extra copies
-would cost more than they save and the node stays a leaf.
+therefore in the query's leaf, whatever k-means found. (This hyperplane test copied about half as
+many points as the triangle-inequality one, d(y,c) <= d(y,m) + 2r.) A node is split only while the
+split pays for itself (ROUTE_COST, LEAF_COST): where r is large against a node, the copies would
+cost more than they save and the node stays a leaf. So the tree adapts to the radius; with a radius
+fixed while the data get denser, copies grow (measured 5.8 per index point at 100k digits-like
+points, 21 at 1M) and so does the work per point: this search is not linear in n.
 
 Leaves are the parallel unit, grouped into items of similar work for a `Mapper`. In a leaf a float32
 GEMM on the highest-variance dimensions prefilters (a partial distance never exceeds the full one;
 the margin is far above the GEMM's rounding error), then each surviving pair is decided on its own
 float64 difference, summed in a fixed order, against r**2 (what sklearn's brute force compares). So
 each edge depends only on its two points: not on the tree, the item grouping or the engine.
+(faiss was the alternative: its exact range search is brute force, its fast indexes are approximate.)
 """
 
 from __future__ import annotations
@@ -31,8 +35,8 @@ from threadpoolctl import threadpool_limits
 from prune_dagster.core.parallel import BLOCK_ROWS, Mapper, serial_map
 
 BRANCHING = 32  # children per node
-KMEANS_PER_CENTRE = 64  # a node's k-means is fitted on at most this many of its index points per child
-KMEANS_ITERS = 6
+KMEANS_PER_CENTRE = 32  # a node's k-means is fitted on at most this many of its index points per child
+KMEANS_ITERS = 4
 MAX_DEPTH = 24
 PREFILTER_DIMS = 16  # the leaf GEMM uses this many highest-variance dimensions
 # Cost model, in units of one scored leaf pair (measured on this box): one point-to-centre
@@ -42,17 +46,17 @@ ROUTE_COST = 1.5
 LEAF_COST = 150_000
 ITEM_PAIRS = 1 << 25  # scored pairs per mapper item: ~0.1 s of work, few enough items to schedule
 _CHUNK_CELLS = 1 << 17  # query x index cells per leaf GEMM: the block stays in cache
-_GEMM_TOL = 1e-4  # prefilter margin, relative to squared norms about the leaf centre (25x the bound)
-_ROUTE_TOL = 1e-4  # routing slack, relative to the data's squared extent (100x float32 rounding)
+_GEMM_TOL = 1e-4  # prefilter margin, relative to squared norms about the leaf centre (20x the bound)
+_ROUTE_TOL = 3e-4  # routing slack, relative to squared norms about the node origin (see _near_cells)
 
 
 def radius_pairs(queries: np.ndarray, index: np.ndarray, radius: float, mapper: Mapper = serial_map,
-                 seed: int = 0, branching: int = BRANCHING) -> tuple[np.ndarray, np.ndarray, int]:
+                 seed: int = 0, branching: int | None = None) -> tuple[np.ndarray, np.ndarray, int]:
     """Every (q, j) with ||queries[q] - index[j]|| <= radius, as two int64 arrays sorted by (q, j),
     and the number of pairs scored (the work; all pairs would be len(queries) * len(index)).
 
     `queries` (M, k) and `index` (N, k) may be the same array. The tree depends on `seed` and
-    `branching`; the pairs do not, nor on `mapper`.
+    `branching` (default BRANCHING); the pairs do not, nor does anything depend on `mapper`.
     """
     queries, index = np.asarray(queries), np.asarray(index)
     if queries.ndim != 2 or index.ndim != 2 or queries.shape[1] != index.shape[1]:
@@ -66,11 +70,17 @@ def radius_pairs(queries: np.ndarray, index: np.ndarray, radius: float, mapper: 
     probe = index[rng.choice(len(index), min(len(index), 4096), replace=False)].astype(np.float64)
     dims = np.argsort(-probe.var(axis=0), kind="stable")[:min(PREFILTER_DIMS, index.shape[1])]
     dims = slice(0, len(dims)) if np.array_equal(dims, np.arange(len(dims))) else dims
+    # The search runs in float32. Wider inputs move by up to 6e-8 of their norm when cast: widen the
+    # search radius by 16x that (a neighbour's norm is at most the largest index norm plus r).
+    pad = 0.0
+    if queries.dtype != np.float32 or index.dtype != np.float32:
+        pad = 1e-6 * (max(float(np.sqrt((index[s:s + BLOCK_ROWS].astype(np.float64) ** 2).sum(axis=1)).max())
+                          for s in range(0, len(index), BLOCK_ROWS)) + radius)
     items, scored = [], 0
     with threadpool_limits(1, user_api="blas"):  # small GEMMs: BLAS threads cost more than they give
         batch: list[tuple[np.ndarray, np.ndarray]] = []
         work = 0
-        for leaf in _partition(queries, index, float(radius), probe.mean(axis=0), rng, max(branching, 2)):
+        for leaf in _partition(queries, index, radius + pad, rng, max(branching or BRANCHING, 2)):
             batch.append(leaf)
             work += len(leaf[0]) * len(leaf[1])
             if work >= ITEM_PAIRS:
@@ -79,16 +89,18 @@ def radius_pairs(queries: np.ndarray, index: np.ndarray, radius: float, mapper: 
         if batch:
             items.append(_pack(batch))
             scored += work
-    results = mapper(_leaf_pairs, items, {"queries": queries, "index": index, "radius": float(radius), "dims": dims})
+    results = mapper(_leaf_pairs, items, {"queries": queries, "index": index, "radius": float(radius),
+                                          "pad": pad, "dims": dims})
     q = np.concatenate([r[0] for r in results] + [empty])
     j = np.concatenate([r[1] for r in results] + [empty])
     order = np.lexsort((j, q))
     return q[order], j[order], scored
 
 
-def _rows(x: np.ndarray, ids: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    rows = x[ids].astype(np.float32)
-    rows -= centre
+def _rows(x: np.ndarray, ids: np.ndarray, origin: np.ndarray) -> np.ndarray:
+    """x[ids] - origin in float32 (one shared rounding frame for queries and index points)."""
+    rows = x[ids].astype(np.float32, copy=False)
+    rows -= origin
     return rows
 
 
@@ -116,18 +128,10 @@ def _kmeans(x: np.ndarray, b: int, rng: np.random.Generator) -> np.ndarray:
     return c
 
 
-def _partition(queries: np.ndarray, index: np.ndarray, radius: float, centre: np.ndarray,
-               rng: np.random.Generator, branching: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Leaves as (query ids, index ids), depth first; every query lands in exactly one leaf.
-
-    Routing runs in float32 about `centre` (near the data's mean). Its rounding moves a score by
-    at most ~1e-6 of the data's squared extent; the slack is 100 times that.
-    """
+def _partition(queries: np.ndarray, index: np.ndarray, radius: float, rng: np.random.Generator,
+               branching: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Leaves as (query ids, index ids), depth first; every query lands in exactly one leaf."""
     id_type = np.int32 if max(len(queries), len(index)) < 2**31 else np.int64
-    centre = centre.astype(np.float32)
-    max_norm = max(float(np.sqrt((_rows(index, np.arange(s, min(s + BLOCK_ROWS, len(index))), centre) ** 2)
-                                 .sum(axis=1)).max()) for s in range(0, len(index), BLOCK_ROWS))
-    slack = _ROUTE_TOL * (max_norm + radius) ** 2
     stack = [(np.arange(len(queries), dtype=id_type), np.arange(len(index), dtype=id_type), 0)]
     while stack:
         q_ids, i_ids, depth = stack.pop()
@@ -140,33 +144,41 @@ def _partition(queries: np.ndarray, index: np.ndarray, radius: float, centre: np
             continue
         m = KMEANS_PER_CENTRE * branching
         fit = i_ids if len(i_ids) <= m else np.sort(rng.choice(i_ids, m, replace=False))
-        c64 = _kmeans(_rows(index, fit, centre).astype(np.float64), branching, rng)
+        c64 = _kmeans(index[fit].astype(np.float64), branching, rng)
         if len(c64) < 2:
             yield q_ids, i_ids
             continue
-        c = c64.astype(np.float32)
+        # Route in float32 about the node's own origin, where the norms (and so the rounding) are small.
+        origin = c64.mean(axis=0).astype(np.float32)
+        c = (c64 - origin).astype(np.float32)
         cn2 = np.einsum("ij,ij->i", c, c)
-        band = 2.0 * radius * np.sqrt(((c64[:, None] - c64[None]) ** 2).sum(axis=2)) + slack
-        member = np.concatenate([_near_cells(_rows(index, i_ids[s:s + BLOCK_ROWS], centre), c, cn2, band)
-                                 for s in range(0, len(i_ids), BLOCK_ROWS)])
-        qc = np.concatenate([_centre_scores(_rows(queries, q_ids[s:s + BLOCK_ROWS], centre), c, cn2).argmin(axis=1)
+        c_norm = float(np.sqrt(cn2.max()))
+        band = (2.0 * radius * np.sqrt(((c[:, None].astype(np.float64) - c[None]) ** 2).sum(axis=2))).astype(np.float32)
+        member = np.concatenate([_near_cells(_rows(index, i_ids[s:s + BLOCK_ROWS], origin), c, cn2, band,
+                                             radius + c_norm) for s in range(0, len(i_ids), BLOCK_ROWS)])
+        qc = np.concatenate([_centre_scores(_rows(queries, q_ids[s:s + BLOCK_ROWS], origin), c, cn2).argmin(axis=1)
                              for s in range(0, len(q_ids), BLOCK_ROWS)])
         i_counts = member.sum(axis=0)
         q_counts = np.bincount(qc, minlength=len(c))
         if int((i_counts * q_counts).sum()) + len(c) * LEAF_COST >= here:
             yield q_ids, i_ids  # the copies cost more than the split saves: r is large against this node
             continue
-        child, rows = np.nonzero(member.T)  # grouped by child, rows ascending
-        i_split = np.split(i_ids[rows], np.cumsum(i_counts)[:-1])
-        q_split = np.split(q_ids[np.argsort(qc, kind="stable")], np.cumsum(q_counts)[:-1])
+        cells = np.flatnonzero(member.T.copy())  # grouped by child, rows ascending
+        i_split = np.split(i_ids[cells % len(i_ids)], np.cumsum(i_counts)[:-1])
+        q_split = np.split(q_ids[np.argsort(qc.astype(np.int16), kind="stable")], np.cumsum(q_counts)[:-1])  # radix
         stack.extend((q_split[ch], i_split[ch], depth + 1) for ch in reversed(range(len(c))))
 
 
-def _near_cells(x: np.ndarray, centres: np.ndarray, cn2: np.ndarray, band: np.ndarray) -> np.ndarray:
-    """(rows, children) bool: the children a query within the radius of row x can be sent to."""
+def _near_cells(x: np.ndarray, centres: np.ndarray, cn2: np.ndarray, band: np.ndarray, extent: float) -> np.ndarray:
+    """(rows, children) bool: the children a query within the radius of row x can be sent to.
+
+    The slack covers float32 rounding of the scores of x and of any query within the radius of x
+    (|q| <= |x| + r): together below 1.6e-5 (|x| + r + max|c|)^2 in the worst case, the slack 19 times that.
+    """
     score = _centre_scores(x, centres, cn2)
     nearest = score.argmin(axis=1)
-    return score - score[np.arange(len(score)), nearest][:, None] <= band[nearest]
+    slack = np.float32(_ROUTE_TOL) * (np.sqrt(np.einsum("ij,ij->i", x, x)) + np.float32(extent)) ** 2
+    return score - score[np.arange(len(score)), nearest][:, None] <= band[nearest] + slack[:, None]
 
 
 def _pack(leaves: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -175,11 +187,11 @@ def _pack(leaves: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
             "i_off": np.cumsum([0] + [len(i) for _, i in leaves])}
 
 
-def _leaf_pairs(item: dict[str, np.ndarray], queries: np.ndarray, index: np.ndarray, radius: float,
+def _leaf_pairs(item: dict[str, np.ndarray], queries: np.ndarray, index: np.ndarray, radius: float, pad: float,
                 dims: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The pairs within `radius` among each leaf's queries x index points (a mapper work function)."""
     with threadpool_limits(1, user_api="blas"):  # a leaf's GEMMs are small: one thread is fastest
-        q, j = _candidates(item, queries, index, radius * radius, dims)
+        q, j = _candidates(item, queries, index, (radius + pad) ** 2, dims)
         keep = _exact_within(queries, index, q, j, radius * radius)
     return q[keep].astype(np.int64), j[keep].astype(np.int64)
 
@@ -211,11 +223,9 @@ def _candidates(item: dict[str, np.ndarray], queries: np.ndarray, index: np.ndar
             x_aug[:, k + 1] = 1.0
             x_aug[:, :k] *= -2.0
             near = (x_aug @ y_aug) <= (r2 + tol_y + _GEMM_TOL * x_aug[:, k])[:, None]
-            rows = np.flatnonzero(near.any(axis=1))  # most queries have no candidate: skip them cheaply
-            if len(rows):
-                a, b = np.nonzero(near[rows])
-                out_q.append(qs[rows[a]])
-                out_j.append(i_ids[b])
+            cells = np.flatnonzero(near)  # (2-d np.nonzero is several times slower)
+            out_q.append(qs[cells // len(i_ids)])
+            out_j.append(i_ids[cells % len(i_ids)])
     empty = np.zeros(0, dtype=item["q"].dtype)
     return np.concatenate(out_q + [empty]), np.concatenate(out_j + [empty])
 

@@ -137,6 +137,10 @@ def _check_data(images: np.ndarray, labels: np.ndarray, n_classes: int) -> None:
 # predict_proba's 2048: oneDNN picks kernels by batch size, so another size would change the last bits
 # of today's scores.
 INFER_BATCH = 512
+# Torch threads for the scoring runs unless PRUNE_TORCH_THREADS says otherwise. Batches of 64 tiny
+# images leave two threads mostly synchronising: one epoch over 10k samples took 1.9 s on one thread
+# and 11.2 s on two on this 2-core machine with one other busy process (benchmarks/scale.py's setting).
+SCORING_THREADS = 1
 _EXACT_BATCH = 2048
 
 
@@ -183,9 +187,19 @@ def _scoring_runs(images: np.ndarray, labels: np.ndarray, n_classes: int, config
     probabilities (runs, N, C) float32 when `need_proba`, per-epoch correctness (runs, epochs, N) when
     `track_epochs` (None otherwise) and the trained models.
     """
-    threads = default_threads()
-    if threads:
-        torch.set_num_threads(threads)
+    threads = default_threads() or SCORING_THREADS
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _scoring_runs_on(images, labels, n_classes, config, seed, feature_mask, track_epochs, need_proba,
+                                threads)
+    finally:
+        torch.set_num_threads(previous)  # the setting is process-wide: leave later steps theirs
+
+
+def _scoring_runs_on(images: np.ndarray, labels: np.ndarray, n_classes: int, config: ScoreConfig, seed: int,
+                     feature_mask: np.ndarray | None, track_epochs: bool, need_proba: bool, threads: int,
+                     ) -> tuple[np.ndarray | None, np.ndarray | None, list[PruneCNN]]:
     subset = fit_subset(labels, config.fit_sample, seed)
     fit_x, fit_y = (images, labels) if subset is None else (images[subset], labels[subset])
     batch = _EXACT_BATCH if subset is None else INFER_BATCH

@@ -101,6 +101,11 @@ def test_radius_pairs_equal_brute_force_with_duplicates_and_ties(deep_tree):
     on_edge = ((grid[q] - grid[j]) ** 2).sum(axis=1) == 4.0
     assert on_edge.sum() > 1000  # ties included, as brute force includes them
     assert len(np.unique(grid, axis=0)) < len(grid) - 10  # and duplicates
+    # float64 far from the origin (the search runs in float32 about local origins)
+    far = 1000.0 + index[:1500].astype(np.float64)
+    q, j, _ = neighbors.radius_pairs(far, far, 1.5, branching=4)
+    bq, bj = _brute_pairs(far, far, 1.5)
+    assert np.array_equal(q, bq) and np.array_equal(j, bj)
 
 
 def test_radius_pairs_do_not_depend_on_the_tree_or_the_mapper(deep_tree):

@@ -42,7 +42,9 @@ def test_killed_mid_step_then_rerun_matches_a_clean_run(tmp_path):
     env = home_env(tmp_path / "a")
     proc = cli(env, "--set", "trained_model.epochs=60")
     deadline = time.time() + 300
-    while time.time() < deadline and not list((tmp_path / "a" / "out").glob("runs/*/kept_ids.csv")):
+    # summary.json is written last (it marks a complete set of outputs): waiting for kept_ids.csv could
+    # kill the run between the two files.
+    while time.time() < deadline and not list((tmp_path / "a" / "out").glob("runs/*/summary.json")):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)  # pruned_dataset just finished: trained_model is training

@@ -1,14 +1,16 @@
 """Exact duplicates: identical pixel content, found by hashing each sample's bytes.
 
-Hashing is vectorised over a block of rows: a 64-bit multiply-xorshift mix over the pixel words, run
-column by column on the transposed block (so numpy streams contiguous memory), twice with different
-seeds for 128 bits. On 1M 8x8 images it took 0.4 s against 1.7 s for hashlib's blake2b called per
-row and 4.0 s for pandas' hash_pandas_object on the same words (this 2-core machine). The hash only
-proposes groups: members are compared byte for byte with their group's first row before anything
-is removed, so a collision can never remove a distinct image.
+Each row's float32 bytes (with -0.0 made 0.0) are hashed with hashlib's blake2b (128 bits), in row
+blocks that a Mapper can spread. Measured on 1M 8x8 images on this 2-core machine (median of 3):
+blake2b per row 0.69 s, pandas' hash_pandas_object on the pixel words 0.80 s, and a numpy
+multiply-xorshift hash we wrote 0.94 s, so the library stays. The hash only proposes groups: members
+are compared byte for byte with their group's first row before anything is removed, so a collision
+can never remove a distinct image.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 import numpy as np
 import pandas as pd
@@ -18,7 +20,6 @@ from prune_dagster.core.ledger import StepResult, removed_frame
 from prune_dagster.core.parallel import Mapper, serial_map, split_rows
 
 CONFLICT_POLICIES = ("drop_all", "keep_majority")
-_SEEDS = (0x243F6A8885A308D3, 0x13198A2E03707344)  # digits of pi: any fixed odd-looking constants do
 
 
 def _words(images: np.ndarray) -> np.ndarray:
@@ -27,24 +28,10 @@ def _words(images: np.ndarray) -> np.ndarray:
     return rows.view(np.uint32)
 
 
-def _mix64(columns: np.ndarray, seed: int) -> np.ndarray:
-    """64-bit hash of each column of a (words, N) uint64 array."""
-    n = columns.shape[1]
-    with np.errstate(over="ignore"):
-        h = np.full(n, np.uint64(seed) ^ np.uint64(len(columns)), dtype=np.uint64)
-        for word in columns:
-            h ^= word
-            h *= np.uint64(0xBF58476D1CE4E5B9)
-            h ^= h >> np.uint64(31)
-        h *= np.uint64(0x94D049BB133111EB)  # splitmix64 finaliser
-        h ^= h >> np.uint64(29)
-    return h
-
-
 def hash_block(images: np.ndarray) -> np.ndarray:
-    """(N, 2) uint64: a 128-bit content hash per image of the block."""
-    columns = np.ascontiguousarray(_words(images).T).astype(np.uint64)
-    return np.stack([_mix64(columns, seed) for seed in _SEEDS], axis=1)
+    """(N, 2) uint64: the 128-bit blake2b digest of each image of the block."""
+    digests = b"".join(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in _words(images))
+    return np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2).copy()
 
 
 def content_hashes(images: np.ndarray, mapper: Mapper = serial_map) -> np.ndarray:

@@ -18,11 +18,12 @@ fixed while the data get denser, copies grow (measured 5.8 per index point at 10
 points, 21 at 1M) and so does the work per point: this search is not linear in n.
 
 Leaves are the parallel unit, grouped into items of similar work for a `Mapper`. In a leaf a float32
-GEMM on the highest-variance dimensions prefilters (a partial distance never exceeds the full one;
-the margin is far above the GEMM's rounding error), then each surviving pair is decided on its own
-float64 difference, summed in a fixed order, against r**2 (what sklearn's brute force compares). So
-each edge depends only on its two points: not on the tree, the item grouping or the engine.
-(faiss was the alternative: its exact range search is brute force, its fast indexes are approximate.)
+GEMM on the first PREFILTER_DIMS dimensions (for a PCA embedding the widest ones) prefilters: a
+partial distance never exceeds the full one, and the margin is far above the GEMM's rounding error.
+Each surviving pair is then decided on its own float64 difference, summed in a fixed order, against
+r**2 (what sklearn's brute force compares). So each edge depends only on its two points: not on the
+tree, the item grouping or the engine. (faiss was the alternative: its exact range search is brute
+force, its fast indexes are approximate.)
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ BRANCHING = 32  # children per node
 KMEANS_PER_CENTRE = 32  # a node's k-means is fitted on at most this many of its index points per child
 KMEANS_ITERS = 4
 MAX_DEPTH = 24
-PREFILTER_DIMS = 16  # the leaf GEMM uses this many highest-variance dimensions
+PREFILTER_DIMS = 16  # the leaf GEMM's prefilter reads this many leading dimensions (1M: 19 s vs 23 s for all 32)
 # Cost model, in units of one scored leaf pair (measured on this box): one point-to-centre
 # distance while routing, and the fixed cost of a leaf (numpy calls). A node is split when its
 # children's pairs plus their fixed costs come to less than its own pairs.
@@ -67,9 +68,6 @@ def radius_pairs(queries: np.ndarray, index: np.ndarray, radius: float, mapper: 
     if len(queries) == 0 or len(index) == 0:
         return empty, empty, 0
     rng = np.random.default_rng(seed)
-    probe = index[rng.choice(len(index), min(len(index), 4096), replace=False)].astype(np.float64)
-    dims = np.argsort(-probe.var(axis=0), kind="stable")[:min(PREFILTER_DIMS, index.shape[1])]
-    dims = slice(0, len(dims)) if np.array_equal(dims, np.arange(len(dims))) else dims
     # The search runs in float32. Wider inputs move by up to 6e-8 of their norm when cast: widen the
     # search radius by 16x that (a neighbour's norm is at most the largest index norm plus r).
     pad = 0.0
@@ -89,8 +87,7 @@ def radius_pairs(queries: np.ndarray, index: np.ndarray, radius: float, mapper: 
         if batch:
             items.append(_pack(batch))
             scored += work
-    results = mapper(_leaf_pairs, items, {"queries": queries, "index": index, "radius": float(radius),
-                                          "pad": pad, "dims": dims})
+    results = mapper(_leaf_pairs, items, {"queries": queries, "index": index, "radius": float(radius), "pad": pad})
     q = np.concatenate([r[0] for r in results] + [empty])
     j = np.concatenate([r[1] for r in results] + [empty])
     order = np.lexsort((j, q))
@@ -187,23 +184,23 @@ def _pack(leaves: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
             "i_off": np.cumsum([0] + [len(i) for _, i in leaves])}
 
 
-def _leaf_pairs(item: dict[str, np.ndarray], queries: np.ndarray, index: np.ndarray, radius: float, pad: float,
-                dims: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _leaf_pairs(item: dict[str, np.ndarray], queries: np.ndarray, index: np.ndarray, radius: float,
+                pad: float) -> tuple[np.ndarray, np.ndarray]:
     """The pairs within `radius` among each leaf's queries x index points (a mapper work function)."""
     with threadpool_limits(1, user_api="blas"):  # a leaf's GEMMs are small: one thread is fastest
-        q, j = _candidates(item, queries, index, (radius + pad) ** 2, dims)
+        q, j = _candidates(item, queries, index, (radius + pad) ** 2)
         keep = _exact_within(queries, index, q, j, radius * radius)
     return q[keep].astype(np.int64), j[keep].astype(np.int64)
 
 
-def _candidates(item: dict[str, np.ndarray], queries: np.ndarray, index: np.ndarray, r2: float,
-                dims: slice | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs whose float32 partial squared distance passes r2 plus the rounding margin."""
+def _candidates(item: dict[str, np.ndarray], queries: np.ndarray, index: np.ndarray,
+                r2: float) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs whose float32 squared distance passes r2 plus the rounding margin."""
     out_q, out_j = [], []
     for leaf in range(len(item["q_off"]) - 1):
         q_ids = item["q"][item["q_off"][leaf]:item["q_off"][leaf + 1]]
         i_ids = item["i"][item["i_off"][leaf]:item["i_off"][leaf + 1]]
-        y = _gather(index, i_ids, dims)
+        y = index[i_ids, :PREFILTER_DIMS].astype(np.float32, copy=False)
         centre = y.mean(axis=0)  # about the leaf's centre the norms, and so the GEMM's rounding, are small
         y -= centre
         k = y.shape[1]
@@ -217,7 +214,7 @@ def _candidates(item: dict[str, np.ndarray], queries: np.ndarray, index: np.ndar
         for s in range(0, len(q_ids), step):
             qs = q_ids[s:s + step]
             x_aug = np.empty((len(qs), k + 2), dtype=np.float32)
-            x_aug[:, :k] = _gather(queries, qs, dims)
+            x_aug[:, :k] = queries[qs, :PREFILTER_DIMS]
             x_aug[:, :k] -= centre
             x_aug[:, k] = np.einsum("ij,ij->i", x_aug[:, :k], x_aug[:, :k])
             x_aug[:, k + 1] = 1.0
@@ -228,12 +225,6 @@ def _candidates(item: dict[str, np.ndarray], queries: np.ndarray, index: np.ndar
             out_j.append(i_ids[cells % len(i_ids)])
     empty = np.zeros(0, dtype=item["q"].dtype)
     return np.concatenate(out_q + [empty]), np.concatenate(out_j + [empty])
-
-
-def _gather(x: np.ndarray, ids: np.ndarray, dims: slice | np.ndarray) -> np.ndarray:
-    """x[ids][:, dims] as a new float32 array."""
-    rows = x[ids, dims] if isinstance(dims, slice) else x[np.ix_(ids, dims)]
-    return rows.astype(np.float32, copy=False) if rows.dtype != np.float32 else rows
 
 
 def _exact_within(queries: np.ndarray, index: np.ndarray, q: np.ndarray, j: np.ndarray, r2: float) -> np.ndarray:

@@ -64,21 +64,7 @@ def near_duplicate_views(images: np.ndarray, n_components: int = 32, seed: int =
     The basis is fitted on at most FIT_SAMPLE images; the projection runs in row blocks through
     `mapper`, so only the output (V x N x k float32: 640 MB at 1M, k=32) is held at full size.
     """
-    n = len(images)
-    dim = int(np.prod(images.shape[1:]))
-    k = max(1, min(n_components, dim, n))
-    rng = np.random.default_rng(seed)
-    fit = flatten(images if n <= FIT_SAMPLE else images[rng.choice(n, FIT_SAMPLE, replace=False)])
-    pca = PCA(n_components=k, random_state=seed).fit(_unit_rows(fit, np.linalg.norm(fit, axis=1, keepdims=True)))
-    del fit
-    out = np.empty((1 + len(shifts), n, k), dtype=np.float32)
-    blocks = row_blocks(n, VIEW_BLOCK_ROWS)
-    for c in range(0, len(blocks), _VIEW_BLOCKS_PER_CALL):
-        call = blocks[c:c + _VIEW_BLOCKS_PER_CALL]
-        for (s, e), block_views in zip(call, mapper(_views_block, [images[s:e] for s, e in call],
-                                                    {"pca": pca, "shifts": tuple(shifts)}), strict=True):
-            out[:, s:e] = block_views
-    return out
+    return project_views(images, fit_views_basis(images, n_components, seed), shifts, mapper)
 
 
 def median_nn_distance(base: np.ndarray, sample: int = NN_SAMPLE, seed: int = NN_SEED) -> tuple[float, int]:
@@ -176,7 +162,6 @@ def _survivors(comp: np.ndarray, sizes: np.ndarray, base: np.ndarray, keep: str)
     return survivor
 
 
-
 def fit_views_basis(images: np.ndarray, n_components: int = 32, seed: int = 0) -> PCA:
     """The basis `near_duplicate_views` fits (same sample, same seed), for projecting later samples."""
     n = len(images)
@@ -190,7 +175,7 @@ def project_views(images: np.ndarray, pca: PCA, shifts: tuple[tuple[int, int], .
                   mapper: Mapper = serial_map) -> np.ndarray:
     """(1 + len(shifts), N, k) views of `images` on a fitted basis (see `near_duplicate_views`)."""
     out = np.empty((1 + len(shifts), len(images), pca.n_components_), dtype=np.float32)
-    blocks = row_blocks(len(images))
+    blocks = row_blocks(len(images), VIEW_BLOCK_ROWS)
     for c in range(0, len(blocks), _VIEW_BLOCKS_PER_CALL):
         call = blocks[c:c + _VIEW_BLOCKS_PER_CALL]
         for (s, e), block_views in zip(call, mapper(_views_block, [images[s:e] for s, e in call],

@@ -3,8 +3,18 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
+import torch
 
 from prune_dagster.core.sources import load_digits
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Scoring tests compare bits across runs: pin torch to one thread for the module."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 from prune_dagster.core import scoring
@@ -28,13 +27,7 @@ N, N_FLIP, N_PLANT = 300, 30, 10
 # Short, single-seed scoring runs keep the file fast; a higher lr lets 5 epochs on 300 samples learn.
 FAST = ScoreConfig(score_epochs=5, score_seeds=1, lr=3e-3)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from sklearn.metrics import roc_auc_score
 
 from prune_dagster.core import scoring
@@ -23,13 +22,7 @@ from prune_dagster.core.train import TrainConfig, default_threads, predict_proba
 
 FAST = ScoreConfig(score_epochs=5, score_seeds=1, lr=3e-3)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiled(digits, n: int, seed: int, flip: float = 0.0):

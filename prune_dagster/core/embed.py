@@ -32,18 +32,13 @@ def pca_embed(images: np.ndarray, n_components: int = 32, seed: int = 0,
               block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Centered PCA projection (not whitened, so distances stay in pixel units), fitted on at most
     FIT_SAMPLE rows and applied in blocks of `block_rows` through `mapper`."""
-    n = len(images)
-    rng = np.random.default_rng(seed)
-    fit = flatten(images if n <= FIT_SAMPLE else images[rng.choice(n, FIT_SAMPLE, replace=False)], feature_mask)
-    k = max(1, min(n_components, fit.shape[1], n))
-    pca = PCA(n_components=k, random_state=seed, svd_solver="auto").fit(fit)
-    blocks = mapper(_project, split_rows(images, block_rows), {"pca": pca, "feature_mask": feature_mask})
-    return np.concatenate(blocks) if blocks else np.empty((0, k), np.float32)
+    return project(images, fit_pca(images, n_components, seed, feature_mask), feature_mask, mapper, block_rows)
 
 
 def fit_pca(images: np.ndarray, n_components: int = 32, seed: int = 0,
             feature_mask: np.ndarray | None = None) -> PCA:
-    """The basis `pca_embed` fits (same sample, same seed), for projecting later samples onto it."""
+    """The basis `pca_embed` projects on: fitted on at most FIT_SAMPLE seeded rows, so later samples
+    can be projected onto the same basis."""
     n = len(images)
     rng = np.random.default_rng(seed)
     fit = flatten(images if n <= FIT_SAMPLE else images[rng.choice(n, FIT_SAMPLE, replace=False)], feature_mask)

@@ -14,6 +14,7 @@ import pandas as pd
 
 from prune_dagster.core.dataset import Dataset
 from prune_dagster.core.ledger import LEDGER_COLUMNS, Selection
+from prune_dagster.core.parallel import BLOCK_ROWS
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -125,7 +126,7 @@ def write_png_folder(images: np.ndarray, labels: np.ndarray, class_names: tuple[
     return ids
 
 
-def _write_npy_folder(folder: Path, dataset: Dataset, pos: np.ndarray, block: int = 65_536) -> None:
+def _write_npy_folder(folder: Path, dataset: Dataset, pos: np.ndarray, block: int = BLOCK_ROWS) -> None:
     images = np.lib.format.open_memmap(folder / "images.npy", mode="w+", dtype=dataset.images.dtype,
                                        shape=(len(pos), *dataset.images.shape[1:]))
     for start in range(0, len(pos), block):

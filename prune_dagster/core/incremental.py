@@ -56,7 +56,7 @@ from prune_dagster.core.parallel import Mapper, serial_map
 from prune_dagster.core.steps.dedup import _hash_keys, content_hashes
 from prune_dagster.core.steps.label_noise import EXACT_MAX_ROWS, FIT_ROWS, RECHECK_MIN_PROBABILITY, _classifier
 from prune_dagster.core.steps.near_dup import fit_views_basis, median_nn_distance, project_views
-from prune_dagster.core.steps.outliers import anomaly_scores, reference_positions
+from prune_dagster.core.steps.outliers import anomaly_scores, reference_positions, robust_threshold
 from prune_dagster.core.steps.validate import pixel_checks
 
 STEPS = ("validated", "exact_deduplicated", "near_deduplicated", "outliers_removed", "label_noise_removed",
@@ -151,15 +151,11 @@ class PruneIndex:
         out_basis = fit_pca(out_images, out_cfg["n_components"], out_cfg["seed"])
         emb = project(out_images, out_basis, mapper=mapper)
         del out_images
-        ref_rows = out_cfg.get("reference_rows", 0) or None
-        ref = reference_positions(len(emb), **({"reference_rows": ref_rows} if ref_rows else {}),
-                                  seed=out_cfg["seed"])
+        ref = reference_positions(len(emb), seed=out_cfg["seed"])
         threshold = None
         if out_cfg.get("enabled", True) and out_cfg["method"] == "knn" and out_cfg.get("contamination", 0) == 0:
-            scores = anomaly_scores(emb, "knn", out_cfg["seed"], mapper=mapper,
-                                    **({"reference_rows": ref_rows} if ref_rows else {}))
-            med = float(np.median(scores))
-            threshold = med + out_cfg["z_threshold"] * (float(np.median(np.abs(scores - med))) * 1.4826 or 1e-12)
+            threshold = robust_threshold(anomaly_scores(emb, "knn", out_cfg["seed"], mapper=mapper),
+                                         out_cfg["z_threshold"])
         elif out_cfg.get("enabled", True) and out_cfg["method"] != "none":
             raise ConfigError(f"incremental pruning supports outliers_removed.method='knn' with the automatic "
                               f"threshold; this prune used {out_cfg['method']!r}, contamination "

@@ -22,6 +22,7 @@ import numpy as np
 from prune_dagster.core.dataset import Dataset
 from prune_dagster.core.export import atomic_write
 from prune_dagster.core.locks import file_lock
+from prune_dagster.core.parallel import row_blocks
 
 _PIXELS_REF = "__pixels_ref__"
 
@@ -37,8 +38,8 @@ def store_pixels(dataset: Dataset, arrays_dir: Path) -> dict[str, Any]:
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=dataset.images.dtype,
                                             shape=dataset.images.shape)
-            for start in range(0, len(dataset), 65_536):  # blockwise: never a second full copy in memory
-                out[start:start + 65_536] = dataset.images[start:start + 65_536]
+            for start, stop in row_blocks(len(dataset)):  # blockwise: never a second full copy in memory
+                out[start:stop] = dataset.images[start:stop]
             out.flush()
             del out
             os.replace(tmp, path)

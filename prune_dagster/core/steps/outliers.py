@@ -107,6 +107,13 @@ def anomaly_scores(embedding: np.ndarray, method: str, seed: int = 0, n_neighbor
     return np.concatenate(blocks) if blocks else np.empty(0)
 
 
+def robust_threshold(scores: np.ndarray, z_threshold: float) -> float:
+    """median + z × 1.4826 × MAD of the scores (the automatic threshold)."""
+    med = float(np.median(scores))
+    mad = float(np.median(np.abs(scores - med))) * 1.4826 or 1e-12
+    return med + z_threshold * mad
+
+
 def find_outliers(ids: np.ndarray, embedding: np.ndarray, method: str = "knn",
                   contamination: float = 0.0, z_threshold: float = 4.0, seed: int = 0,
                   reference_rows: int = REFERENCE_ROWS, mapper: Mapper = serial_map,
@@ -130,9 +137,7 @@ def find_outliers(ids: np.ndarray, embedding: np.ndarray, method: str = "knn",
         threshold = float(np.quantile(scores, 1.0 - contamination))
         out = scores > threshold
     else:
-        med = float(np.median(scores))
-        mad = float(np.median(np.abs(scores - med))) * 1.4826 or 1e-12
-        threshold = med + z_threshold * mad
+        threshold = robust_threshold(scores, z_threshold)
         out = scores > threshold
     robust_z = (scores - np.median(scores)) / (np.median(np.abs(scores - np.median(scores))) * 1.4826 or 1e-12)
     removed = removed_frame(np.asarray(ids, dtype=object)[out], f"outlier_{method}", robust_z[out])

@@ -45,14 +45,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from prune_dagster.core.dataset import TEST, TRAIN, Dataset
-from prune_dagster.core.defects import SPLIT_KEYS, dirty_digits_truth
-from prune_dagster.core.embed import flatten, pca_embed
+from prune_dagster.core.data.dataset import TEST, TRAIN, Dataset
+from prune_dagster.core.data.sources import load_digits
+from prune_dagster.core.embedding.pca import flatten, pca_embed
 from prune_dagster.core.ledger import Selection
-from prune_dagster.core.sources import load_digits
 from prune_dagster.core.steps.label_noise import out_of_fold_probabilities
 from prune_dagster.core.steps.near_dup import find_near_duplicates, near_duplicate_views
-from prune_dagster.core.train import TrainConfig, accuracy, train_cnn
+from prune_dagster.core.training.train import TrainConfig, accuracy, train_cnn
+from prune_dagster.fixtures.defects import SPLIT_KEYS, dirty_digits_truth
 
 # (name, dirty-digits query). Every other rate stays at its DefectConfig default: 3% exact
 # duplicates, 0.5% conflicting copies, 3% near duplicates (noise / shift / brightness), 2% outliers

@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prune_dagster.core.dynamic import make_epoch_plan, retained_fraction
-from prune_dagster.core.sources import load_digits
-from prune_dagster.core.train import TrainConfig, accuracy, train_cnn
+from prune_dagster.core.data.sources import load_digits
+from prune_dagster.core.selection.dynamic import make_epoch_plan, retained_fraction
+from prune_dagster.core.training.train import TrainConfig, accuracy, train_cnn
 
 METHODS = ("full", "infobatch", "infobatch+feedback")
 

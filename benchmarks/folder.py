@@ -20,8 +20,8 @@ from pathlib import Path
 
 import numpy as np
 
-from prune_dagster.core.export import write_png_folder
-from prune_dagster.core.sources import load_digits
+from prune_dagster.core.data.export import write_png_folder
+from prune_dagster.core.data.sources import load_digits
 
 ROOT = Path(__file__).resolve().parents[1]
 

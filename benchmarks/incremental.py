@@ -27,9 +27,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from prune_dagster.core.data.sources import load_source  # noqa: E402
 from prune_dagster.core.incremental import PruneIndex  # noqa: E402
-from prune_dagster.core.sources import load_source  # noqa: E402
-from prune_dagster.core.synthetic import _digits, clean_variants, make_scale_dataset  # noqa: E402
+from prune_dagster.fixtures.synthetic import _digits, clean_variants, make_scale_dataset  # noqa: E402
 
 GRAPH = ["raw_dataset", "validated", "exact_deduplicated", "near_deduplicated", "outliers_removed",
          "label_noise_removed", "class_balanced", "features_selected"]

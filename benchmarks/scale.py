@@ -4,7 +4,7 @@
                                [--seed 0] [--out benchmarks/results/scale.json] [--distances]
 
 For each n it
-1. generates a digits-like dataset of n samples with planted defects (`prune_dagster.core.synthetic`:
+1. generates a digits-like dataset of n samples with planted defects (`prune_dagster.fixtures.synthetic`:
    1% exact and 1% near duplicates, 10% symmetric label flips, 1% outliers, a clean 20% test split),
    cached under data/scale/<n>-<seed>/;
 2. in a fresh subprocess per n (and per repeat) materializes the real graph from `raw_dataset` to
@@ -102,7 +102,7 @@ def detection(folder: Path, selection) -> dict[str, dict]:
     """Precision / recall / F1 of each cleaning step in `selection.history` on its own input."""
     from defects import duplicate_sets, kind_recall, score_ids, score_sets  # benchmarks/defects.py
 
-    from prune_dagster.core.synthetic import read_truth
+    from prune_dagster.fixtures.synthetic import read_truth
 
     ids = np.load(folder / "ids.npy")
     split = np.load(folder / "split.npy")
@@ -398,7 +398,7 @@ def near_distances(folder: Path, threshold: float = 0.3, max_queries: int = 10_0
     from sklearn.neighbors import NearestNeighbors
 
     from prune_dagster.core.steps.near_dup import median_nn_distance, near_duplicate_views
-    from prune_dagster.core.synthetic import read_truth
+    from prune_dagster.fixtures.synthetic import read_truth
 
     ids = np.load(folder / "ids.npy")
     split = np.load(folder / "split.npy")
@@ -552,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from dataclasses import asdict
 
-    from prune_dagster.core.synthetic import ScaleConfig, make_scale_dataset
+    from prune_dagster.fixtures.synthetic import ScaleConfig, make_scale_dataset
 
     report: dict = {"machine": machine_info(), "command": " ".join([Path(sys.executable).name, *sys.argv]),
                     "config": {"sizes": args.sizes, "engine": args.engine, "repeats": args.repeats, "seed": args.seed,

@@ -19,9 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prune_dagster.core.scoring import STRATEGIES, ScoreConfig, compute_scores, select_from_scores
-from prune_dagster.core.sources import load_digits
-from prune_dagster.core.train import TrainConfig, accuracy, train_cnn
+from prune_dagster.core.data.sources import load_digits
+from prune_dagster.core.selection.scoring import STRATEGIES, ScoreConfig, compute_scores, select_from_scores
+from prune_dagster.core.training.train import TrainConfig, accuracy, train_cnn
 
 
 def main() -> None:

@@ -104,7 +104,7 @@ def main() -> None:
 
     import pandas as pd
 
-    from prune_dagster.core import report
+    from prune_dagster.core.selection import report
 
     load_before = os.getloadavg()
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from prune_dagster import paths
-from prune_dagster.core.locks import file_lock
+from prune_dagster.core.infra.locks import file_lock
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from prune_dagster.core.sources import load_digits
+from prune_dagster.core.data.sources import load_digits
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from conftest import FAST_CONFIG
 
+from prune_dagster.core.data.export import write_png_folder
+from prune_dagster.core.data.overrides import load_overrides
 from prune_dagster.core.errors import DatasetError
-from prune_dagster.core.export import write_png_folder
-from prune_dagster.core.overrides import load_overrides
 from prune_dagster.definitions import defs
 from prune_dagster.defs.automation import prune_schedule, source_changed_sensor
 
@@ -88,7 +88,7 @@ def test_export_overrides_and_source_untouched(prune_env, folder):
     ids = sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*.png"))
     overrides = prune_env / "overrides.csv"
     # Pin-keep samples a random 50% prune would partly drop; pin-drop a few.
-    from prune_dagster.core.sources import load_source
+    from prune_dagster.core.data.sources import load_source
 
     ds = load_source(str(folder)).with_split(0.2, 0)
     train = list(ds.ids_in("train"))

@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image, ImageFile
 
-from prune_dagster.core.dataset import TEST, TRAIN, Dataset, stratified_split
+from prune_dagster.core.data.dataset import TEST, TRAIN, Dataset, stratified_split
+from prune_dagster.core.data.sources import load_image_folder, load_npz, load_source
 from prune_dagster.core.errors import DatasetError, PruneError
-from prune_dagster.core.sources import load_image_folder, load_npz, load_source
 from prune_dagster.core.steps.validate import validate
 
 

@@ -10,13 +10,13 @@ import inspect
 import numpy as np
 import pytest
 
-from prune_dagster.core.dataset import TEST, TRAIN
-from prune_dagster.core.defects import dirty_digits_truth, load_dirty_digits
-from prune_dagster.core.embed import flatten, pca_embed
+from prune_dagster.core.data.dataset import TEST, TRAIN
+from prune_dagster.core.embedding.pca import flatten, pca_embed
 from prune_dagster.core.steps.dedup import content_hashes, find_exact_duplicates
 from prune_dagster.core.steps.label_noise import find_label_issues
 from prune_dagster.core.steps.near_dup import find_near_duplicates, near_duplicate_views
 from prune_dagster.core.steps.outliers import find_outliers
+from prune_dagster.fixtures.defects import dirty_digits_truth, load_dirty_digits
 
 SPEC = "dirty-digits?seed=0"  # default rates: 20% symmetric flips, 3% exact / 3% near duplicates, 2% outliers
 SET_DEFECTS = ("exact_duplicate", "label_conflict", "near_duplicate")

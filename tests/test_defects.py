@@ -6,8 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prune_dagster.core.dataset import TEST, TRAIN, Dataset
-from prune_dagster.core.defects import (
+from prune_dagster.core.data.dataset import TEST, TRAIN, Dataset
+from prune_dagster.core.data.sources import load_digits, load_source
+from prune_dagster.core.errors import ConfigError
+from prune_dagster.fixtures.defects import (
     DIGIT_CONFUSIONS,
     DefectConfig,
     dirty_digits_truth,
@@ -17,8 +19,6 @@ from prune_dagster.core.defects import (
     long_tail_counts,
     parse_dirty_spec,
 )
-from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.sources import load_digits, load_source
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""InfoBatch dynamic pruning and feedback removal (prune_dagster.core.dynamic)."""
+"""InfoBatch dynamic pruning and feedback removal (prune_dagster.core.selection.dynamic)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from prune_dagster.core.dynamic import InfoBatchPlan, make_epoch_plan, retained_fraction
+from prune_dagster.core.data.sources import load_digits
 from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.sources import load_digits
-from prune_dagster.core.train import TrainConfig, train_cnn
+from prune_dagster.core.selection.dynamic import InfoBatchPlan, make_epoch_plan, retained_fraction
+from prune_dagster.core.training.train import TrainConfig, train_cnn
 
 
 def drive(plan: InfoBatchPlan, epochs: int, losses: np.ndarray, seed: int = 0) -> list[tuple]:

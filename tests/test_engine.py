@@ -21,9 +21,9 @@ from conftest import FAST_CONFIG, temp_env
 from dask.utils import key_split
 from distributed import Client, LocalCluster, get_task_stream
 
-from prune_dagster.core import parallel
-from prune_dagster.core.embed import flatten, pca_embed
-from prune_dagster.core.parallel import ArrayRef, as_array, by_reference, serial_map, split_rows
+from prune_dagster.core.embedding.pca import flatten, pca_embed
+from prune_dagster.core.infra import parallel
+from prune_dagster.core.infra.parallel import ArrayRef, as_array, by_reference, serial_map, split_rows
 from prune_dagster.core.steps.label_noise import find_label_issues
 from prune_dagster.core.steps.outliers import anomaly_scores
 from prune_dagster.defs.engine import ComputeEngine, EngineUnavailableError

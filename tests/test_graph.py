@@ -13,8 +13,8 @@ from conftest import temp_env
 from nbclient import NotebookClient
 
 from prune_dagster import cli
+from prune_dagster.core.data.sources import load_digits
 from prune_dagster.core.ledger import undo
-from prune_dagster.core.sources import load_digits
 from prune_dagster.defs.jobs import PRUNE_GRAPH
 
 ROOT = Path(__file__).resolve().parents[1]

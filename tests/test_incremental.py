@@ -14,16 +14,16 @@ import pandas as pd
 import pytest
 from conftest import FAST_CONFIG, temp_env
 
-from prune_dagster.core.dataset import TEST
+from prune_dagster.core.data.dataset import TEST
+from prune_dagster.core.data.sources import load_source
 from prune_dagster.core.incremental import PruneIndex
-from prune_dagster.core.sources import load_source
 from prune_dagster.core.steps.dedup import find_exact_duplicates
 from prune_dagster.core.steps.near_dup import find_near_duplicates, project_views
-from prune_dagster.core.synthetic import _digits, clean_variants, make_scale_dataset
 from prune_dagster.defs.engine import ComputeEngine
 from prune_dagster.defs.io import RunScopedIOManager
 from prune_dagster.defs.jobs import PRUNE_GRAPH
 from prune_dagster.defs.resources import OutputStore
+from prune_dagster.fixtures.synthetic import _digits, clean_variants, make_scale_dataset
 
 GRAPH = PRUNE_GRAPH[:PRUNE_GRAPH.index("pruned_dataset") + 1]
 RESOURCES = {"io_manager": RunScopedIOManager(), "output_store": OutputStore(), "engine": ComputeEngine(address="")}

@@ -11,13 +11,13 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.neighbors import NearestNeighbors
 
-from prune_dagster.core import neighbors
-from prune_dagster.core.dataset import TRAIN
-from prune_dagster.core.defects import load_dirty_digits
-from prune_dagster.core.embed import pca_embed
+from prune_dagster.core.data.dataset import TRAIN
+from prune_dagster.core.embedding import neighbors
+from prune_dagster.core.embedding.pca import pca_embed
 from prune_dagster.core.ledger import removed_frame
 from prune_dagster.core.steps import near_dup
 from prune_dagster.core.steps.near_dup import find_near_duplicates, median_nn_distance, near_duplicate_views
+from prune_dagster.fixtures.defects import load_dirty_digits
 
 
 def _brute_pairs(queries, index, radius):

@@ -7,9 +7,9 @@ import pickle
 import numpy as np
 import pytest
 
+from prune_dagster.core.data.sources import load_source
 from prune_dagster.core.errors import DatasetError
-from prune_dagster.core.parallel import ArrayRef, by_reference, row_blocks, serial_map
-from prune_dagster.core.sources import load_source
+from prune_dagster.core.infra.parallel import ArrayRef, by_reference, row_blocks, serial_map
 from prune_dagster.core.steps.dedup import content_hashes, exact_groups, find_exact_duplicates
 from prune_dagster.core.steps.validate import sample_problems
 from prune_dagster.defs.io import load_pixels, store_pixels

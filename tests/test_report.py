@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.report import (
+from prune_dagster.core.selection.report import (
     area_under_curves,
     curve_table,
     figure,

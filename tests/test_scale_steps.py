@@ -11,8 +11,8 @@ from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 from sklearn.svm import SVC
 from threadpoolctl import threadpool_limits
 
-from prune_dagster.core.embed import FIT_SAMPLE, flatten, pca_embed
-from prune_dagster.core.parallel import serial_map
+from prune_dagster.core.embedding.pca import FIT_SAMPLE, flatten, pca_embed
+from prune_dagster.core.infra.parallel import serial_map
 from prune_dagster.core.steps.label_noise import (
     MIN_ROWS_PER_CLASS,
     find_label_issues,

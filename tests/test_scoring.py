@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from prune_dagster.core import scoring
 from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.scoring import (
+from prune_dagster.core.selection import scoring
+from prune_dagster.core.selection.scoring import (
     STRATEGIES,
     ScoreConfig,
     budget,

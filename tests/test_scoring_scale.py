@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from prune_dagster.core import scoring
 from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.parallel import BLOCK_ROWS
-from prune_dagster.core.scoring import (
+from prune_dagster.core.infra.parallel import BLOCK_ROWS
+from prune_dagster.core.selection import scoring
+from prune_dagster.core.selection.scoring import (
     ScoreConfig,
     centroid_distances,
     compute_scores,
@@ -18,7 +18,7 @@ from prune_dagster.core.scoring import (
     forgetting_scores,
     prune_to_fraction,
 )
-from prune_dagster.core.train import TrainConfig, default_threads, predict_proba, train_cnn
+from prune_dagster.core.training.train import TrainConfig, default_threads, predict_proba, train_cnn
 
 FAST = ScoreConfig(score_epochs=5, score_seeds=1, lr=3e-3)
 

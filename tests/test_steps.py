@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.embed import flatten, pca_embed
+from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.embedding.pca import flatten, pca_embed
 from prune_dagster.core.errors import ConfigError, DatasetError
 from prune_dagster.core.steps.balance import rebalance
 from prune_dagster.core.steps.dedup import content_hashes, find_exact_duplicates

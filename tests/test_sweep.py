@@ -19,7 +19,7 @@ from nbclient import NotebookClient
 
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.ledger import Selection
-from prune_dagster.core.scoring import ScoreConfig
+from prune_dagster.core.selection.scoring import ScoreConfig
 from prune_dagster.defs.assets import cleaning, ingest, shaping
 from prune_dagster.defs.assets import sweep as sweep_module
 from prune_dagster.defs.assets.sweep import (

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from prune_dagster.core.defects import TRUTH_COLUMNS
 from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.synthetic import FILES, ScaleConfig, make_scale_dataset, read_truth
+from prune_dagster.fixtures.defects import TRUTH_COLUMNS
+from prune_dagster.fixtures.synthetic import FILES, ScaleConfig, make_scale_dataset, read_truth
 
 N = 2000
 

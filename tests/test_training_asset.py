@@ -7,8 +7,8 @@ import mlflow
 import numpy as np
 import pandas as pd
 
-from prune_dagster.core.defects import dirty_digits_truth
 from prune_dagster.definitions import defs
+from prune_dagster.fixtures.defects import dirty_digits_truth
 
 SPEC = "dirty-digits?label_noise_rate=0.2&exact_duplicate_rate=0&near_duplicate_rate=0&outlier_rate=0"
 OFF = {"config": {"enabled": False}}

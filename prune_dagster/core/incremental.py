@@ -47,12 +47,12 @@ from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.neighbors import NearestNeighbors
 
-from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.embed import fit_pca, project
+from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.embedding.neighbors import radius_pairs
+from prune_dagster.core.embedding.pca import fit_pca, project
 from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.infra.parallel import Mapper, serial_map
 from prune_dagster.core.ledger import Selection, removed_frame
-from prune_dagster.core.neighbors import radius_pairs
-from prune_dagster.core.parallel import Mapper, serial_map
 from prune_dagster.core.steps.dedup import _hash_keys, content_hashes
 from prune_dagster.core.steps.label_noise import EXACT_MAX_ROWS, FIT_ROWS, RECHECK_MIN_PROBABILITY, _classifier
 from prune_dagster.core.steps.near_dup import fit_views_basis, median_nn_distance, project_views

@@ -10,7 +10,7 @@ import os
 
 import dagster as dg
 
-from prune_dagster.core.fingerprint import diff, digest, fingerprint
+from prune_dagster.core.data.fingerprint import diff, digest, fingerprint
 from prune_dagster.defs.jobs import incremental_job, prune_job
 
 SCHEDULE_CRON = os.environ.get("PRUNE_SCHEDULE_CRON", "0 3 * * *")  # daily at 03:00

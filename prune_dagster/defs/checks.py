@@ -4,7 +4,7 @@
 import dagster as dg
 import numpy as np
 
-from prune_dagster.core.dataset import Dataset
+from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.steps.dedup import content_hashes
 

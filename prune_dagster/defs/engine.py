@@ -1,6 +1,6 @@
 """The `engine` resource: where the data steps' blockwise work runs.
 
-Steps cut their work into items and call a Mapper (prune_dagster/core/parallel.py). This resource
+Steps cut their work into items and call a Mapper (prune_dagster/core/infra/parallel.py). This resource
 supplies that Mapper: `serial_map` in this process by default, or one that runs the items on a Dask
 distributed cluster when an address is configured. Results come back in item order, so both give
 the same kept ids and ledger.
@@ -28,7 +28,7 @@ import dagster as dg
 import numpy as np
 from pydantic import Field, PrivateAttr
 
-from prune_dagster.core.parallel import ArrayRef, Mapper, as_array, serial_map
+from prune_dagster.core.infra.parallel import ArrayRef, Mapper, as_array, serial_map
 
 ENV_VAR = "PRUNE_ENGINE_ADDRESS"
 IN_PROCESS = "in-process"

@@ -19,10 +19,10 @@ from typing import Any
 import dagster as dg
 import numpy as np
 
-from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.export import atomic_write
-from prune_dagster.core.locks import file_lock
-from prune_dagster.core.parallel import row_blocks
+from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.export import atomic_write
+from prune_dagster.core.infra.locks import file_lock
+from prune_dagster.core.infra.parallel import row_blocks
 
 _PIXELS_REF = "__pixels_ref__"
 

@@ -11,7 +11,7 @@ from urllib.parse import urlparse
 import dagster as dg
 
 from prune_dagster import paths
-from prune_dagster.core.locks import file_lock
+from prune_dagster.core.infra.locks import file_lock
 
 
 class MlflowUnavailableError(RuntimeError):

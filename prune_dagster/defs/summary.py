@@ -3,7 +3,7 @@
 
 from typing import Any
 
-from prune_dagster.core.dataset import TRAIN, Dataset
+from prune_dagster.core.data.dataset import TRAIN, Dataset
 from prune_dagster.core.ledger import Selection
 
 

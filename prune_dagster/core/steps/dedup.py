@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.infra.parallel import Mapper, serial_map, split_rows
 from prune_dagster.core.ledger import StepResult, removed_frame
-from prune_dagster.core.parallel import Mapper, serial_map, split_rows
 
 CONFLICT_POLICIES = ("drop_all", "keep_majority")
 

@@ -37,8 +37,8 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map, split_rows
 from prune_dagster.core.ledger import StepResult, removed_frame
-from prune_dagster.core.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map, split_rows
 
 CLASSIFIERS = ("svc", "logreg")
 CL_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")

@@ -8,11 +8,11 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
-from prune_dagster.core.embed import FIT_SAMPLE, flatten
+from prune_dagster.core.embedding.neighbors import radius_pairs
+from prune_dagster.core.embedding.pca import FIT_SAMPLE, flatten
 from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map
 from prune_dagster.core.ledger import StepResult, removed_frame
-from prune_dagster.core.neighbors import radius_pairs
-from prune_dagster.core.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map
 
 KEEP_POLICIES = ("first", "most_typical")
 
@@ -94,7 +94,7 @@ def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndar
     pixel), and the median nearest-neighbour distance is taken in view 0.
 
     The radius graph is exact (the pairs brute force finds) without scoring all pairs: a k-means
-    partition tree (`prune_dagster.core.neighbors`) whose leaves run through `mapper`; the result
+    partition tree (`prune_dagster.core.embedding.neighbors`) whose leaves run through `mapper`; the result
     is the same for any mapper. `radius`, when given, replaces threshold × median distance.
     """
     if keep not in KEEP_POLICIES:

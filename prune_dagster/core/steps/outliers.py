@@ -30,8 +30,8 @@ from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
 from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map
 from prune_dagster.core.ledger import StepResult, removed_frame
-from prune_dagster.core.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map
 
 METHODS = ("knn", "isolation_forest", "lof", "none")
 # Rows every model is fitted on / compared against: 1M rows cost ~90 CPU-s of kNN search (~1 min on

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from prune_dagster.core.dataset import TEST, Dataset
+from prune_dagster.core.data.dataset import TEST, Dataset
 from prune_dagster.core.errors import DatasetError
+from prune_dagster.core.infra.parallel import ArrayRef, Mapper, as_array, by_reference, serial_map, split_rows
 from prune_dagster.core.ledger import StepResult, removed_frame
-from prune_dagster.core.parallel import ArrayRef, Mapper, as_array, by_reference, serial_map, split_rows
 
 
 def pixel_checks(positions: np.ndarray, images: np.ndarray | ArrayRef) -> tuple[np.ndarray, np.ndarray]:

@@ -3,8 +3,8 @@
 
 import dagster as dg
 
-from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.embed import flatten, pca_embed
+from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.embedding.pca import flatten, pca_embed
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.steps.dedup import content_hashes, find_exact_duplicates
 from prune_dagster.core.steps.label_noise import find_label_issues

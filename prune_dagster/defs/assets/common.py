@@ -10,9 +10,9 @@ import dagster as dg
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.export import jsonable
-from prune_dagster.core.gallery import gallery_markdown
+from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.export import jsonable
+from prune_dagster.core.data.gallery import gallery_markdown
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 from prune_dagster.defs.engine import ComputeEngine
 

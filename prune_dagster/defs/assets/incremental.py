@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.export import atomic_write, jsonable
+from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.export import atomic_write, jsonable
+from prune_dagster.core.data.sources import load_source
 from prune_dagster.core.incremental import PruneIndex
 from prune_dagster.core.ledger import LEDGER_COLUMNS, Selection
-from prune_dagster.core.sources import load_source
 from prune_dagster.defs.assets.common import to_metadata
 from prune_dagster.defs.engine import ComputeEngine
 from prune_dagster.defs.io import RunScopedIOManager

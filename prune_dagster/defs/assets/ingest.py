@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from prune_dagster.core.dataset import TEST, TRAIN, Dataset
-from prune_dagster.core.gallery import gallery_markdown
+import prune_dagster.fixtures.defects  # noqa: F401  (registers the "dirty-digits" named sources)
+from prune_dagster.core.data.dataset import TEST, TRAIN, Dataset
+from prune_dagster.core.data.gallery import gallery_markdown
+from prune_dagster.core.data.overrides import load_overrides
+from prune_dagster.core.data.sources import DEFAULT_MAX_IMAGE_PIXELS, load_source
 from prune_dagster.core.ledger import Selection, removed_frame
-from prune_dagster.core.overrides import load_overrides
-from prune_dagster.core.sources import DEFAULT_MAX_IMAGE_PIXELS, load_source
 from prune_dagster.core.steps.validate import sample_problems, validate
 from prune_dagster.defs.assets.common import engine_metadata, run_step, to_metadata
 from prune_dagster.defs.engine import ComputeEngine

@@ -4,10 +4,10 @@
 import dagster as dg
 import numpy as np
 
-from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.export import export_dataset, write_selection
+from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.export import export_dataset, write_selection
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
-from prune_dagster.core.scoring import ScoreConfig, prune_to_fraction
+from prune_dagster.core.selection.scoring import ScoreConfig, prune_to_fraction
 from prune_dagster.defs.assets.common import StepConfig, run_step
 from prune_dagster.defs.engine import ComputeEngine
 from prune_dagster.defs.resources import OutputStore

@@ -3,7 +3,7 @@
 
 import dagster as dg
 
-from prune_dagster.core.dataset import Dataset
+from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.steps.balance import rebalance
 from prune_dagster.core.steps.features import select_features

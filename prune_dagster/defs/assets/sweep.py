@@ -40,13 +40,13 @@ import numpy as np
 import pandas as pd
 
 from prune_dagster import paths
-from prune_dagster.core import report
-from prune_dagster.core.dataset import Dataset
+from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.export import atomic_write, jsonable
 from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.export import atomic_write, jsonable
 from prune_dagster.core.ledger import Selection
-from prune_dagster.core.scoring import STRATEGIES, ScoreConfig, compute_scores, select_from_scores
-from prune_dagster.core.train import EpochPlan, TrainConfig, accuracy, train_cnn
+from prune_dagster.core.selection import report
+from prune_dagster.core.selection.scoring import STRATEGIES, ScoreConfig, compute_scores, select_from_scores
+from prune_dagster.core.training.train import EpochPlan, TrainConfig, accuracy, train_cnn
 from prune_dagster.defs.assets.common import to_metadata, view
 from prune_dagster.defs.assets.training import step_params, training_arrays
 from prune_dagster.defs.resources import MlflowResource, OutputStore
@@ -60,11 +60,11 @@ SHARED_SCORES = {"ccs": "el2n", "prototype_hard": "prototype_easy"}
 # Dynamic pruning joins the sweep here. A strategy named in EPOCH_PLANS has no static score: every
 # cleaned sample stays in the training set and train_cnn gets the plan, built as
 # EPOCH_PLANS[name](fraction, n_train, epochs), which should make about `fraction` of the sample
-# passes (e.g. prune_dagster.core.dynamic.make_epoch_plan("infobatch", n_train, prune_ratio=...)
+# passes (e.g. prune_dagster.core.selection.dynamic.make_epoch_plan("infobatch", n_train, prune_ratio=...)
 # with the prune ratio derived from the fraction). Its `retained_fraction` metric is then the share
 # of passes made, as trained_model logs it. Register it, add the name to PRUNE_SWEEP_STRATEGIES,
 # and the scores, models, MLflow runs and report pick it up. Left empty: the sweep does not depend
-# on core/dynamic.py.
+# on core/selection/dynamic.py.
 EPOCH_PLANS: dict[str, Callable[[float, int, int], EpochPlan]] = {}
 
 # Share of samples below the mean loss in an InfoBatch epoch, measured on digits (benchmarks/dynamic.py:
@@ -76,7 +76,7 @@ def infobatch_plan(fraction: float, n_train: int, epochs: int) -> EpochPlan:
     """InfoBatch with the prune ratio that makes about `fraction` of full training's sample passes.
     InfoBatch cannot go far below ~0.3 (it never skips above-mean samples, and uses everything in
     epoch 0 and the last 12.5%): the ratio is capped at 0.95 and the run logs the passes it made."""
-    from prune_dagster.core.dynamic import make_epoch_plan
+    from prune_dagster.core.selection.dynamic import make_epoch_plan
 
     pruned_epochs = max(math.ceil(0.875 * epochs) - 1, 1) / epochs
     ratio = min(max((1.0 - fraction) / (INFOBATCH_BELOW_MEAN * pruned_epochs), 0.0), 0.95)

@@ -9,12 +9,12 @@ import dagster as dg
 import numpy as np
 import pandas as pd
 
-from prune_dagster.core.dataset import Dataset
-from prune_dagster.core.dynamic import make_epoch_plan
-from prune_dagster.core.export import write_selection
+from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.export import write_selection
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
-from prune_dagster.core.model import PruneCNN
-from prune_dagster.core.train import TrainConfig, accuracy, default_threads, predict_proba, train_cnn
+from prune_dagster.core.selection.dynamic import make_epoch_plan
+from prune_dagster.core.training.model import PruneCNN
+from prune_dagster.core.training.train import TrainConfig, accuracy, default_threads, predict_proba, train_cnn
 from prune_dagster.defs.assets.common import to_metadata
 from prune_dagster.defs.resources import MlflowResource, OutputStore
 from prune_dagster.defs.summary import score_step_fraction, selection_summary

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from prune_dagster.core.model import PruneCNN
+from prune_dagster.core.training.model import PruneCNN
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from prune_dagster.core.dataset import Dataset
+from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.ledger import LEDGER_COLUMNS, Selection
-from prune_dagster.core.parallel import BLOCK_ROWS
+from prune_dagster.core.infra.parallel import BLOCK_ROWS
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -6,7 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from prune_dagster.core.sources import scan_image_folder
+from prune_dagster.core.data.sources import scan_image_folder
 
 
 def source_files(spec: str) -> list[Path] | None:

@@ -33,7 +33,7 @@ from collections.abc import Iterator
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from prune_dagster.core.parallel import BLOCK_ROWS, Mapper, serial_map
+from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, serial_map
 
 BRANCHING = 32  # children per node
 KMEANS_PER_CENTRE = 32  # a node's k-means is fitted on at most this many of its index points per child

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from prune_dagster.core.dataset import Dataset
+from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.errors import ConfigError, DatasetError
 
 log = logging.getLogger(__name__)
@@ -65,6 +65,16 @@ FOLDER_OPTIONS: dict[str, Any] = {
 }
 
 
+# Named datasets other modules provide (the benchmark fixtures register "dirty-digits"): a spec that
+# starts with the prefix is loaded by the function. A registry, so core never imports the fixtures.
+NAMED_SOURCES: dict[str, Callable[[str], Dataset]] = {}
+
+
+def register_named_source(prefix: str, loader: Callable[[str], Dataset]) -> None:
+    """Make `load_source(spec)` call `loader(spec)` for every spec that starts with `prefix`."""
+    NAMED_SOURCES[prefix] = loader
+
+
 def load_source(spec: str, **options: Any) -> Dataset:
     """`digits`, a path to an `.npz`, or a path to a folder with one sub-folder of images per class.
 
@@ -77,20 +87,19 @@ def load_source(spec: str, **options: Any) -> Dataset:
         raise ConfigError(f"unknown source option(s) {sorted(unknown)}; expected some of {sorted(FOLDER_OPTIONS)}")
     spec = (spec or "digits").strip()
     path = Path(spec).expanduser()
-    if spec == "digits" or spec.startswith("dirty-digits") or not path.is_dir():
+    named = next((loader for prefix, loader in NAMED_SOURCES.items() if spec.startswith(prefix)), None)
+    if spec == "digits" or named is not None or not path.is_dir():
         # Progress reporting is harmless anywhere; a size or policy set for an .npz is worth a warning.
         ignored = sorted(k for k, v in options.items() if v != FOLDER_OPTIONS[k] and not k.startswith("progress"))
         if ignored:
             log.warning("source %r is not an image folder: options %s are ignored", spec, ignored)
     if spec == "digits":
         return load_digits()
-    if spec.startswith("dirty-digits"):
-        from prune_dagster.core.defects import load_dirty_digits  # optional: benchmark datasets
-
-        return load_dirty_digits(spec)
+    if named is not None:
+        return named(spec)
     if not path.exists():
         raise DatasetError(
-            f"PRUNE_DATASET={spec!r}: no such file or folder; expected 'digits', an .npz file "
+            f"dataset {spec!r}: no such file or folder; expected 'digits', an .npz file "
             "or a folder of class sub-folders"
         )
     if path.is_dir() and (path / NPY_IMAGES).is_file():

@@ -59,11 +59,11 @@ import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
-from prune_dagster.core.embed import pca_embed
+from prune_dagster.core.embedding.pca import pca_embed
 from prune_dagster.core.errors import ConfigError, DatasetError
-from prune_dagster.core.model import PruneCNN
-from prune_dagster.core.parallel import row_blocks
-from prune_dagster.core.train import TrainConfig, default_threads, to_tensor, train_cnn
+from prune_dagster.core.infra.parallel import row_blocks
+from prune_dagster.core.training.model import PruneCNN
+from prune_dagster.core.training.train import TrainConfig, default_threads, to_tensor, train_cnn
 
 STRATEGIES: tuple[str, ...] = ("random", "el2n", "forgetting", "prototype_easy", "prototype_hard", "ccs")
 EMBEDDINGS: tuple[str, ...] = ("pca", "cnn")

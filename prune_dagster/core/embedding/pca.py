@@ -1,7 +1,7 @@
 """The feature space that similarity and outlier steps share: flattened pixels → PCA.
 
 PCA is fitted on a bounded seeded sample; the projection runs in row blocks through a Mapper
-(prune_dagster/core/parallel.py), each block flattened on its own, so no flattened copy of the whole
+(prune_dagster/core/infra/parallel.py), each block flattened on its own, so no flattened copy of the whole
 set is made. A block's rows project exactly as they would in one call.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.decomposition import PCA
 
-from prune_dagster.core.parallel import BLOCK_ROWS, Mapper, serial_map, split_rows
+from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, serial_map, split_rows
 
 # PCA is fitted on at most this many samples: enough for a stable basis, bounded cost at scale.
 FIT_SAMPLE = 20_000

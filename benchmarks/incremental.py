@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 from prune_dagster.core.data.sources import load_source  # noqa: E402
 from prune_dagster.core.incremental import PruneIndex  # noqa: E402
-from prune_dagster.fixtures.synthetic import _digits, clean_variants, make_scale_dataset  # noqa: E402
+from prune_dagster.fixtures.synthetic import clean_variants, digit_images, make_scale_dataset  # noqa: E402
 
 GRAPH = ["raw_dataset", "validated", "exact_deduplicated", "near_deduplicated", "outliers_removed",
          "label_noise_removed", "class_balanced", "features_selected"]
@@ -57,7 +57,7 @@ def full_prune(folder: Path, tmp: Path):
 
 def new_batch(dataset, selection, m: int, seed: int = 1):
     rng = np.random.default_rng(seed)
-    digits, labels = _digits()
+    digits, labels = digit_images()
     pick = rng.choice(len(digits), m)
     images = clean_variants(digits[pick], rng)[..., None]
     labels = labels[pick].astype(np.int64)

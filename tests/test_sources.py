@@ -127,7 +127,7 @@ def test_load_source_passes_folder_options_and_checks_them(gray_folder, caplog):
 def test_progress_is_logged_and_reported(gray_folder, caplog):
     root, _ = gray_folder
     seen = []
-    with caplog.at_level(logging.INFO, logger="prune_dagster.core.data.sources"):
+    with caplog.at_level(logging.INFO, logger="prune_dagster.core.data"):
         load_image_folder(root, progress_every=2, progress=lambda phase, i, n: seen.append((phase, i, n)))
     assert seen == [("scanned", 2, 4), ("scanned", 4, 4), ("decoded", 2, 4), ("decoded", 4, 4)]
     assert "decoded 4 / 4 images" in caplog.text

@@ -156,3 +156,18 @@ def test_planted_near_duplicates_are_found_and_clean_variants_are_not(made):
     pairs = {frozenset(p) for p in zip(near.id, near.source_id, strict=True)}
     assert all(len(p & removed) == 1 for p in pairs)  # each planted pair lost exactly one member
     assert removed <= set().union(*pairs)  # and nothing else went
+
+
+def test_bytes_are_pinned(tmp_path):
+    """The benchmark figures were measured on these exact bytes: a refactor of the generator must not
+    move one (sha1 of each file, recorded before the generator's helpers moved to planting.py)."""
+    folder = make_scale_dataset(5000, tmp_path / "s", seed=2, outlier_rate=0.05)
+    got = {f: hashlib.sha1((folder / f).read_bytes()).hexdigest() for f in FILES if f != "synthetic.json"}
+    assert got == {
+        "class_names.json": "ef97298b91a969606d3c6a4c4cc72e5a40ee319e",
+        "ids.npy": "fcbf408e9a58bbaac65a5109bfc93d9270878846",
+        "images.npy": "cc6897baa1c4fb8ab3cee4052bd2a20ab5df6779",
+        "labels.npy": "0aa0736f4546067fbbf435f93c8b6f6e5c94e76d",
+        "split.npy": "c75e7de43ea9232bad00668c4edb90e0fedb4d4d",
+        "truth.csv": "19200e74eb8c1fa0b22d8a5f7d13367a0eaf7048",
+    }

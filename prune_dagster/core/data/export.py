@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 
 from prune_dagster.core.data.dataset import Dataset
-from prune_dagster.core.ledger import LEDGER_COLUMNS, Selection
 from prune_dagster.core.infra.parallel import BLOCK_ROWS
+from prune_dagster.core.ledger import LEDGER_COLUMNS, Selection
 
 
 def atomic_write(path: Path, data: bytes) -> None:

@@ -45,6 +45,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from prune_dagster.core import pipeline
 from prune_dagster.core.data.dataset import TEST, TRAIN, Dataset
 from prune_dagster.core.data.sources import load_digits
 from prune_dagster.core.embedding.pca import flatten, pca_embed
@@ -62,8 +63,7 @@ SETTINGS: tuple[tuple[str, str], ...] = (
     ("40% symmetric", "label_noise_rate=0.4"),
     ("20% class-conditional", "label_noise_kind=class_conditional"),
 )
-GRAPH = ("raw_dataset", "validated", "exact_deduplicated", "near_deduplicated", "outliers_removed",
-         "label_noise_removed", "class_balanced", "features_selected")
+GRAPH = ("raw_dataset", *(step.asset for step in pipeline.cleaning_steps()))
 CNN_EPOCHS = 20  # TrainConfigDg's default: the epochs the graph's trained_model uses
 
 # (row key, detector shown, defect shown), in table order.
@@ -184,9 +184,9 @@ def step_inputs(dataset: Dataset, selection: Selection) -> dict[str, np.ndarray]
     gone: set[str] = set()
     out = {}
     for record in selection.history:
-        step = record["step"]
+        step = record.step
         out[step] = train[~np.isin(dataset.ids[train], list(gone))]
-        assert len(out[step]) == record["n_in"], (step, len(out[step]), record["n_in"])
+        assert len(out[step]) == record.n_in, (step, len(out[step]), record.n_in)
         gone |= set(selection.ledger.loc[selection.ledger.step == step, "id"])
     return out
 
@@ -236,7 +236,7 @@ def config_defaults() -> dict:
 def evaluate_run(dataset: Dataset, selection: Selection, truth: pd.DataFrame, cfg: dict) -> tuple[dict, dict]:
     """Per-row scores of our steps and Datalab, and a summary of what the whole graph left."""
     inputs = step_inputs(dataset, selection)
-    ledger, seconds = selection.ledger, {r["step"]: r["seconds"] for r in selection.history}
+    ledger, seconds = selection.ledger, {r.step: r.seconds for r in selection.history}
     # Clean = no defect and not the original of a planted duplicate set (those are scored by set).
     not_clean = set(truth.id) | set(truth.source_id[truth.defect.isin(SET_DEFECTS)])
     out: dict[str, dict] = {}

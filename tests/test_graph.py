@@ -13,6 +13,7 @@ from conftest import temp_env
 from nbclient import NotebookClient
 
 from prune_dagster import cli
+from prune_dagster.core import pipeline
 from prune_dagster.core.data.sources import load_digits
 from prune_dagster.core.ledger import undo
 from prune_dagster.defs.jobs import PRUNE_GRAPH
@@ -62,6 +63,8 @@ def test_kept_plus_removed_is_the_train_split_and_the_test_set_is_untouched(grap
     assert set(ledger["step"]) <= set(PRUNE_GRAPH)
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["n_kept"] == len(kept) and summary["n_train_split"] == len(train)
+    assert [s["step"] for s in summary["steps"]] == list(pipeline.names())
+    assert all(s["score_meaning"] == pipeline.step(s["step"]).score_meaning for s in summary["steps"])
     assert summary["n_test"] == len(test)
     # undo: taking a step's rows back restores exactly what it removed
     step = ledger["step"].iloc[0]
@@ -97,6 +100,7 @@ def test_dagster_instance_records_every_asset_and_check(graph_run):
             meta = event.asset_materialization.metadata
             if name not in ("raw_dataset", "trained_model", "model_evaluation"):
                 assert {"n_in", "n_out", "removed_by_reason", "seconds"} <= set(meta), name
+                assert meta["score_meaning"].value == pipeline.step(name).score_meaning, name
         gallery = instance.get_latest_materialization_event(dg.AssetKey("pruned_dataset"))
         text = gallery.asset_materialization.metadata["removed_samples"].value
         assert text.startswith("![removed samples](data:image/png;base64,")  # the removed-sample grid

@@ -7,6 +7,7 @@ decisions are compared with the step functions run on old + new with the same ra
 """
 
 import json
+from dataclasses import replace
 
 import dagster as dg
 import numpy as np
@@ -16,14 +17,16 @@ from conftest import FAST_CONFIG, temp_env
 
 from prune_dagster.core.data.dataset import TEST
 from prune_dagster.core.data.sources import load_source
+from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.incremental import PruneIndex
 from prune_dagster.core.steps.dedup import find_exact_duplicates
 from prune_dagster.core.steps.near_dup import find_near_duplicates, project_views
+from prune_dagster.core.steps.outliers import OutlierParams
 from prune_dagster.defs.engine import ComputeEngine
 from prune_dagster.defs.io import RunScopedIOManager
 from prune_dagster.defs.jobs import PRUNE_GRAPH
 from prune_dagster.defs.resources import OutputStore
-from prune_dagster.fixtures.synthetic import _digits, clean_variants, make_scale_dataset
+from prune_dagster.fixtures.synthetic import clean_variants, digit_images, make_scale_dataset
 
 GRAPH = PRUNE_GRAPH[:PRUNE_GRAPH.index("pruned_dataset") + 1]
 RESOURCES = {"io_manager": RunScopedIOManager(), "output_store": OutputStore(), "engine": ComputeEngine(address="")}
@@ -59,7 +62,7 @@ def pruned(tmp_path_factory):
 
 def new_batch(dataset, selection):
     rng = np.random.default_rng(11)
-    digits, digit_labels = _digits()
+    digits, digit_labels = digit_images()
     pick = rng.choice(len(digits), 22)
     fresh = clean_variants(digits[pick], rng)[..., None]
     fresh_labels = digit_labels[pick]
@@ -113,13 +116,45 @@ def test_duplicate_decisions_equal_a_full_recompute(pruned):
     near_pos = np.sort(dataset.index_of(near_old))
     survivors = ~np.isin(ids, list(by_step["exact_deduplicated"]) + list(by_step.get("validated", [])))
     all_images = np.concatenate([dataset.images[near_pos], images[survivors]])
-    views = project_views(all_images, index.near_basis)
+    near = index.of("near_deduplicated")
+    views = project_views(all_images, near.basis)
     full_near = find_near_duplicates(np.concatenate([dataset.ids[near_pos], ids[survivors]]), views,
                                      np.concatenate([dataset.labels[near_pos], labels[survivors]]),
-                                     radius=index.near_radius)
+                                     radius=near.radius)
     assert set(full_near.removed["id"]) & set(ids) == by_step["near_deduplicated"]
     old_near = set(ledger.loc[ledger["step"] == "near_deduplicated", "id"])
     assert set(full_near.removed["id"]) - set(ids) == old_near  # no old decision changed
+
+
+def test_a_saved_index_decides_the_same_and_scores_mean_what_the_pipeline_says(pruned, tmp_path):
+    dataset, selection, index, _ = pruned
+    ids, images, labels, kinds = new_batch(dataset, selection)
+    loaded = PruneIndex.load(index.save(tmp_path / "index"))
+    assert isinstance(loaded.of("near_deduplicated").views, np.memmap)  # the large views stay on disk
+    first, again = index.add(ids, images, labels), loaded.add(ids, images, labels)
+    pd.testing.assert_frame_equal(first.removed, again.removed)
+    assert list(first.kept_ids) == list(again.kept_ids)
+    removed = first.removed.set_index("id")
+    assert (removed.loc[ids[kinds == "exact"], "score"] >= 2).all()  # group size: the old copy and the new
+    outliers = removed[removed["step"] == "outliers_removed"]
+    assert len(outliers) and (outliers["score"] > OutlierParams().z_threshold).all()  # robust z
+    near = removed[removed["step"] == "near_deduplicated"]
+    assert near["score"].between(0, 1).all()  # median NN distances: a copy lies far closer than a neighbour
+
+
+def test_the_index_reads_each_step_settings_from_the_prune_record(pruned):
+    dataset, selection, _, _ = pruned
+    missing = replace(selection, history=[r for r in selection.history if r.step != "outliers_removed"])
+    with pytest.raises(ConfigError, match="no record of step 'outliers_removed'"):
+        PruneIndex.build(dataset, missing)
+    typo = [replace(r, config={**r.config, "z_treshold": 3.0}) if r.step == "outliers_removed" else r
+            for r in selection.history]
+    with pytest.raises(ConfigError, match="outliers_removed"):
+        PruneIndex.build(dataset, replace(selection, history=typo))
+    typical = [replace(r, config={**r.config, "keep": "most_typical"}) if r.step == "near_deduplicated" else r
+               for r in selection.history]
+    with pytest.raises(ConfigError, match="keep='first'"):
+        PruneIndex.build(dataset, replace(selection, history=typical))
 
 
 def test_a_conflicting_copy_asks_for_a_full_prune(pruned):

@@ -50,7 +50,23 @@ class StepResult:
     metadata: dict[str, Any] = field(default_factory=dict)
     synthetic: Synthetic | None = None
     feature_mask: np.ndarray | None = None
-    scores: pd.Series | None = None
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """What one step did to the Selection: its settings, sizes in and out, removals by reason, time."""
+
+    step: str
+    config: dict[str, Any]
+    n_in: int
+    n_out: int
+    removed_by_reason: dict[str, int]
+    seconds: float
+
+    def counts(self) -> dict[str, Any]:
+        """The record without its settings (what summary.json lists per step)."""
+        return {"step": self.step, "n_in": self.n_in, "n_out": self.n_out,
+                "removed_by_reason": dict(self.removed_by_reason), "seconds": self.seconds}
 
 
 @dataclass
@@ -61,7 +77,7 @@ class Selection:
     test_ids: np.ndarray
     n_train_split: int
     ledger: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LEDGER_COLUMNS))
-    history: list[dict[str, Any]] = field(default_factory=list)
+    history: list[StepRecord] = field(default_factory=list)
     synthetic: Synthetic | None = None
     feature_mask: np.ndarray | None = None
     pinned_keep: frozenset[str] = frozenset()
@@ -78,8 +94,8 @@ class Selection:
         rows = removed.assign(step=step)[LEDGER_COLUMNS]
         kept = self.kept_ids[~pd.Index(self.kept_ids).isin(rows["id"])]
         by_reason = {str(k): int(v) for k, v in rows["reason"].value_counts().items()}
-        record = {"step": step, "config": dict(config), "n_in": int(len(self.kept_ids)), "n_out": int(len(kept)),
-                  "removed_by_reason": by_reason, "seconds": round(float(seconds), 3)}
+        record = StepRecord(step=step, config=dict(config), n_in=int(len(self.kept_ids)), n_out=int(len(kept)),
+                            removed_by_reason=by_reason, seconds=round(float(seconds), 3))
         ledger = rows if self.ledger.empty else pd.concat([self.ledger, rows], ignore_index=True)
         return replace(
             self,
@@ -95,8 +111,12 @@ class Selection:
         """Kept original samples / train split."""
         return len(self.kept_ids) / max(self.n_train_split, 1)
 
+    def record(self, step: str) -> StepRecord | None:
+        """The record of `step`, or None when it has not run on this Selection."""
+        return next((r for r in self.history if r.step == step), None)
+
     def step_counts(self) -> list[dict[str, Any]]:
-        return [{k: r[k] for k in ("step", "n_in", "n_out", "removed_by_reason", "seconds")} for r in self.history]
+        return [r.counts() for r in self.history]
 
 
 def undo(kept_ids: np.ndarray, ledger: pd.DataFrame, step: str) -> tuple[np.ndarray, pd.DataFrame]:

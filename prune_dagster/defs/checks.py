@@ -4,21 +4,16 @@
 import dagster as dg
 import numpy as np
 
+from prune_dagster.core import pipeline
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.steps.dedup import content_hashes
 
-# The most a cleaning step may remove before the run stops: beyond this a setting or the data is
-# almost surely wrong, and training on the rest would hide it.
 RAW = {"raw_dataset": dg.AssetIn("raw_dataset")}
 
-REMOVAL_FLOORS = {
-    "validated": 0.5,
-    "exact_deduplicated": 0.5,
-    "near_deduplicated": 0.5,
-    "outliers_removed": 0.2,
-    "label_noise_removed": 0.5,
-}
+# The most a cleaning step may remove before the run stops (declared per step in core/pipeline.py):
+# beyond this a setting or the data is almost surely wrong, and training on the rest would hide it.
+REMOVAL_FLOORS = {s.asset: s.removal_floor for s in pipeline.PIPELINE if s.removal_floor is not None}
 
 
 def removal_floor_check(step: str, floor: float) -> dg.AssetChecksDefinition:
@@ -52,7 +47,8 @@ def no_non_finite(raw_dataset: Dataset, validated: Selection) -> dg.AssetCheckRe
 @dg.asset_check(asset="exact_deduplicated", blocking=True, additional_ins=RAW,
                 description="no byte-identical training images left")
 def no_exact_duplicates_left(raw_dataset: Dataset, exact_deduplicated: Selection) -> dg.AssetCheckResult:
-    if not exact_deduplicated.history[-1]["config"].get("enabled", True):
+    record = exact_deduplicated.record("exact_deduplicated")
+    if record is not None and not record.config.get("enabled", True):
         return dg.AssetCheckResult(passed=True, description="exact deduplication is disabled in this run")
     hashes = content_hashes(raw_dataset.images[raw_dataset.index_of(exact_deduplicated.kept_ids)])
     dups = int(len(hashes) - len(np.unique(hashes, axis=0)))

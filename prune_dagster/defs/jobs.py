@@ -4,11 +4,10 @@ for each of the eleven steps (see benchmarks/executor_overhead.py)."""
 
 import dagster as dg
 
-PRUNE_GRAPH = [
-    "raw_dataset", "validated", "exact_deduplicated", "near_deduplicated", "outliers_removed",
-    "label_noise_removed", "class_balanced", "features_selected", "pruned_dataset", "trained_model",
-    "model_evaluation",
-]
+from prune_dagster.core import pipeline
+
+# The source, every pruning step in the pipeline's order, then training and evaluation.
+PRUNE_GRAPH = ["raw_dataset", *pipeline.names(), "trained_model", "model_evaluation"]
 
 prune_job = dg.define_asset_job(
     "prune_job",

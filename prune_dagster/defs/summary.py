@@ -3,16 +3,17 @@
 
 from typing import Any
 
+from prune_dagster.core import pipeline
 from prune_dagster.core.data.dataset import TRAIN, Dataset
 from prune_dagster.core.ledger import Selection
+from prune_dagster.core.selection.fractions import selection_fractions
 
 
-def score_step_fraction(selection: Selection, step: str = "pruned_dataset") -> float:
-    """Kept / input at the score-based step: the `retained_fraction` the sweep varies."""
-    for record in selection.history:
-        if record["step"] == step:
-            return record["n_out"] / max(record["n_in"], 1)
-    return 1.0
+def step_summaries(selection: Selection) -> list[dict[str, Any]]:
+    """Each recorded step's counts, with what its ledger scores mean (for the pipeline's steps)."""
+    known = pipeline.names()
+    return [{**r.counts(), **({"score_meaning": pipeline.step(r.step).score_meaning} if r.step in known else {})}
+            for r in selection.history]
 
 
 def selection_summary(dataset: Dataset, selection: Selection, run_id: str, **extra: Any) -> dict[str, Any]:
@@ -26,8 +27,9 @@ def selection_summary(dataset: Dataset, selection: Selection, run_id: str, **ext
         "n_kept": int(len(selection.kept_ids)),
         "n_removed": int(len(selection.ledger)),
         "n_synthetic": 0 if selection.synthetic is None else int(len(selection.synthetic.ids)),
-        "retained_fraction": round(score_step_fraction(selection), 6),
-        "overall_retained_fraction": round(selection.retained_fraction, 6),
-        "steps": selection.step_counts(),
+        # target_fraction, kept_fraction_of_train (= retained_fraction), kept_fraction_of_cleaned,
+        # sample_pass_fraction: one meaning each, see core/selection/fractions.py
+        **selection_fractions(selection, pipeline.SCORE_STEP).as_dict(),
+        "steps": step_summaries(selection),
         **extra,
     }

@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
 from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.infra.parallel import Mapper, serial_map
 from prune_dagster.core.ledger import StepResult, Synthetic, removed_frame
+from prune_dagster.core.params import Params
+from prune_dagster.core.steps.frozen import NeedsFullPrune, NewBatch, OldRun
 
 SAMPLERS = ("none", "smote", "random_over", "random_under", "near_miss", "tomek")
 OVER = ("smote", "random_over")
+SCORE_MEANING = "none (NaN): an under-sampler's removals carry no score"
+
+
+class BalanceParams(Params):
+    """Class rebalancing with an imbalanced-learn sampler, bounded by a maximum class ratio."""
+
+    enabled: bool = Field(default=True, description="false: the step passes its input through unchanged")
+    sampler: Literal[SAMPLERS] = Field(default="smote", description="none | smote | random_over (add samples to "
+                                                                    "small classes) | random_under | near_miss | "
+                                                                    "tomek (remove samples of large classes)")
+    max_imbalance: float = Field(default=2.0, ge=1.0, le=1e6, description="largest / smallest class size "
+                                                                          "allowed before the sampler acts")
+    seed: int = Field(default=0, ge=0, description="seed of the sampler")
 
 
 def histogram(labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, int]:
@@ -77,3 +96,28 @@ def rebalance(ids: np.ndarray, images: np.ndarray, labels: np.ndarray, class_nam
     keep[obj.sample_indices_] = True
     removed = removed_frame(ids[~keep], f"rebalance_{sampler}", np.nan)
     return StepResult(removed=removed, metadata={**meta, "histogram_after": histogram(labels[keep], class_names)})
+
+
+@dataclass
+class BalanceIndex:
+    """What the incremental index keeps: the class counts the old step saw, and whether it synthesised."""
+
+    class_counts: np.ndarray
+    had_synthetic: bool
+
+
+def freeze(old: OldRun, params: BalanceParams, mapper: Mapper = serial_map) -> BalanceIndex:
+    counts = np.bincount(old.dataset.labels[old.input_positions()], minlength=old.dataset.n_classes)
+    synthetic = old.selection.synthetic
+    return BalanceIndex(class_counts=counts, had_synthetic=synthetic is not None and len(synthetic.ids) > 0)
+
+
+def decide(frozen: BalanceIndex, params: BalanceParams, batch: NewBatch, mapper: Mapper = serial_map) -> None:
+    """Removes nothing; needs a full prune when the sampler would act differently with the new samples."""
+    if params.sampler == "none":
+        return
+    counts = frozen.class_counts + np.bincount(batch.labels[batch.alive], minlength=len(frozen.class_counts))
+    present = counts[counts > 0]
+    if frozen.had_synthetic or present.max() / present.min() > params.max_imbalance:
+        raise NeedsFullPrune("class rebalancing would change (the class ratio passes max_imbalance, or the last "
+                             "prune synthesised samples)")

@@ -11,15 +11,31 @@ can never remove a distinct image.
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.infra.parallel import Mapper, serial_map, split_rows
 from prune_dagster.core.ledger import StepResult, removed_frame
+from prune_dagster.core.params import Params
+from prune_dagster.core.steps.frozen import NeedsFullPrune, NewBatch, OldRun
 
 CONFLICT_POLICIES = ("drop_all", "keep_majority")
+SCORE_MEANING = "size of the removed sample's group of byte-identical training images"
+
+
+class ExactDedupParams(Params):
+    """Exact duplicates: keep one of each set of byte-identical training images."""
+
+    enabled: bool = Field(default=True, description="false: the step passes its input through unchanged")
+    conflict_policy: Literal[CONFLICT_POLICIES] = Field(
+        default="drop_all", description="identical images with different labels: drop_all removes every copy, "
+                                        "keep_majority keeps one of the strict-majority label")
+    check_test_leaks: bool = Field(default=True, description="remove training images identical to a test image")
 
 
 def _words(images: np.ndarray) -> np.ndarray:
@@ -100,3 +116,56 @@ def find_exact_duplicates(ids: np.ndarray, images: np.ndarray, labels: np.ndarra
         "duplicate_groups": int(df.loc[df["group_size"] > 1, "hash"].nunique()),
         "label_conflict_groups": int(df.loc[conflict, "hash"].nunique()),
     })
+
+
+@dataclass
+class ExactIndex:
+    """What the incremental index keeps: the old step input's content hashes and the test split's."""
+
+    hash_labels: pd.Series  # S16 content key → label of the old copies (-1: they disagree)
+    hash_counts: pd.Series  # S16 content key → number of old copies
+    test_keys: pd.Index
+
+
+def freeze(old: OldRun, params: ExactDedupParams, mapper: Mapper = serial_map) -> ExactIndex:
+    pos = old.input_positions()
+    keys = _hash_keys(content_hashes(old.dataset.images[pos], mapper))
+    by_key = pd.Series(old.dataset.labels[pos]).groupby(keys)
+    test_pos = np.sort(old.dataset.index_of(old.selection.test_ids))
+    return ExactIndex(hash_labels=by_key.first().where(by_key.nunique() == 1, -1).astype(np.int64),
+                      hash_counts=by_key.size(),
+                      test_keys=pd.Index(_hash_keys(content_hashes(old.dataset.images[test_pos], mapper))))
+
+
+def decide(frozen: ExactIndex, params: ExactDedupParams, batch: NewBatch, mapper: Mapper = serial_map) -> None:
+    """Copies of test images, copies of old images and copies among the new ones, as the full step
+    decides them; a new copy of an old image with another label would make the full step remove the
+    old one (a label conflict), so it needs a full prune."""
+    live = batch.live()
+    keys = _hash_keys(content_hashes(batch.images[live], mapper))
+    frame = pd.DataFrame({"key": keys, "label": batch.labels[live], "pos": live})
+    old_count = frozen.hash_counts.reindex(keys).fillna(0).to_numpy()
+    frame["size"] = old_count + frame.groupby("key")["pos"].transform("size").to_numpy()  # the group's size
+    if params.check_test_leaks:
+        leak = pd.Index(keys).isin(frozen.test_keys)
+        batch.drop(live[leak], "duplicate_of_test", frame["size"].to_numpy()[leak])
+        frame = frame[~leak]
+    at = frozen.hash_labels.index.get_indexer(frame["key"].to_numpy())
+    known = at >= 0
+    old_label = frozen.hash_labels.to_numpy()[at[known]]
+    same = old_label == frame["label"].to_numpy()[known]
+    mixed_before = old_label < 0
+    if (~same & ~mixed_before).any():
+        raise NeedsFullPrune("a new image is byte-identical to an old one with another label (a full prune "
+                             "would remove the old one as a label conflict)")
+    pos_known, size_known = frame["pos"].to_numpy()[known], frame["size"].to_numpy()[known]
+    batch.drop(pos_known[same], "exact_duplicate", size_known[same])
+    batch.drop(pos_known[mixed_before], "label_conflict", size_known[mixed_before])
+    fresh = frame[~known]
+    groups = fresh.groupby("key")
+    n_labels = groups["label"].transform("nunique").to_numpy()
+    first = groups["pos"].transform("min").to_numpy()
+    pos, size = fresh["pos"].to_numpy(), fresh["size"].to_numpy()
+    batch.drop(pos[n_labels > 1], "label_conflict", size[n_labels > 1])
+    dup = (n_labels == 1) & (pos != first)
+    batch.drop(pos[dup], "exact_duplicate", size[dup])

@@ -27,8 +27,10 @@ Flip-detection F1 on digit-like data (tiled digits, 10% flips): at 10k, SVC 0.96
 from __future__ import annotations
 
 import warnings
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
@@ -39,6 +41,8 @@ from sklearn.svm import SVC
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map, split_rows
 from prune_dagster.core.ledger import StepResult, removed_frame
+from prune_dagster.core.params import Params
+from prune_dagster.core.steps.frozen import NewBatch, OldRun
 
 CLASSIFIERS = ("svc", "logreg")
 CL_FILTERS = ("prune_by_noise_rate", "prune_by_class", "both", "confident_learning", "predicted_neq_given")
@@ -57,6 +61,21 @@ FIT_ROWS = 20_000
 MIN_ROWS_PER_CLASS = 20
 # Neighbours that vote in the kNN classifier used instead of SVC above EXACT_MAX_ROWS.
 SCALE_NEIGHBORS = 10
+SCORE_MEANING = "1 - the out-of-fold predicted probability of the given label"
+
+
+class LabelNoiseParams(Params):
+    """Label noise: confident learning on out-of-fold predicted probabilities."""
+
+    enabled: bool = Field(default=True, description="false: the step passes its input through unchanged")
+    classifier: Literal[CLASSIFIERS] = Field(default="svc", description="the model whose out-of-fold "
+                                                                        "probabilities confident learning uses")
+    folds: int = Field(default=5, ge=2, le=50, description="cross-validation folds of the out-of-fold "
+                                                           "probabilities")
+    filter_by: Literal[FILTERS] = Field(default="predicted_neq_given+recheck",
+                                        description="a cleanlab filter, optionally + '+recheck' (re-check the "
+                                                    "flagged samples with a model fitted without them)")
+    seed: int = Field(default=0, ge=0, description="seed of the folds and the classifier")
 
 
 def _classifier(name: str, seed: int, scale: bool = False, n_fit: int = SCALE_NEIGHBORS):
@@ -229,3 +248,32 @@ def _recheck_at_scale(features: np.ndarray, y: np.ndarray, issues: np.ndarray, c
     out = issues.copy()
     out[flagged[p_given >= RECHECK_MIN_PROBABILITY]] = False
     return out
+
+
+def freeze(old: OldRun, params: LabelNoiseParams, mapper: Mapper = serial_map) -> Any:
+    """The step's classifier fitted on (a bounded sample of) the old step's output: the configured
+    classifier up to EXACT_MAX_ROWS samples, the scalable one above, as the step chooses."""
+    clean = old.output_positions()
+    scale = len(clean) > EXACT_MAX_ROWS
+    cap = FIT_ROWS if scale else EXACT_MAX_ROWS
+    rng = np.random.default_rng(params.seed)
+    fit = clean if len(clean) <= cap else np.sort(rng.choice(clean, cap, replace=False))
+    x = old.dataset.images[fit].reshape(len(fit), -1)
+    return _fit(params.classifier, params.seed, scale, x, old.dataset.labels[fit])
+
+
+def decide(frozen: Any, params: LabelNoiseParams, batch: NewBatch, mapper: Mapper = serial_map) -> None:
+    """Removed when the frozen model predicts another class and gives the given label less than
+    RECHECK_MIN_PROBABILITY (the re-check's rule)."""
+    live = batch.live()
+    if not len(live):
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        probs = frozen.predict_proba(batch.images[live].reshape(len(live), -1))
+    column = {c: k for k, c in enumerate(frozen.classes_)}
+    labels = batch.labels[live]
+    p_given = np.array([probs[r, column[c]] if c in column else 0.0 for r, c in enumerate(labels)])
+    predicted = np.asarray(frozen.classes_)[probs.argmax(axis=1)]
+    bad = (predicted != labels) & (p_given < RECHECK_MIN_PROBABILITY)
+    batch.drop(live[bad], "label_issue", 1.0 - p_given[bad])

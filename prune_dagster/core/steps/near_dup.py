@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
+import pandas as pd
+from pydantic import Field
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.decomposition import PCA
@@ -13,8 +18,26 @@ from prune_dagster.core.embedding.pca import FIT_SAMPLE, flatten
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map
 from prune_dagster.core.ledger import StepResult, removed_frame
+from prune_dagster.core.params import Params
+from prune_dagster.core.steps.frozen import NeedsFullPrune, NewBatch, OldRun
 
 KEEP_POLICIES = ("first", "most_typical")
+SCORE_MEANING = ("distance to the kept member of its group, in median nearest-neighbour distances "
+                 "(the closest of the sample's shifted views)")
+
+
+class NearDedupParams(Params):
+    """Near duplicates: images closer than a radius, grouped, one kept per group."""
+
+    enabled: bool = Field(default=True, description="false: the step passes its input through unchanged")
+    threshold: float = Field(default=0.3, ge=0.0, le=10.0,
+                             description="radius as a multiple of the median nearest-neighbour distance "
+                                         "(0 removes nothing)")
+    keep: Literal[KEEP_POLICIES] = Field(default="first", description="the member kept per group: first in "
+                                                                      "dataset order, or most_typical (closest "
+                                                                      "to the group's mean)")
+    n_components: int = Field(default=32, ge=1, le=4096, description="PCA components of the embedding")
+    seed: int = Field(default=0, ge=0, description="seed of the PCA fit sample")
 
 # One-pixel rolls (axis of an (N, H, W, C) array, step) that `near_duplicate_views` also embeds.
 ONE_PIXEL_SHIFTS: tuple[tuple[int, int], ...] = ((1, 1), (1, -1), (2, 1), (2, -1))
@@ -97,14 +120,7 @@ def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndar
     partition tree (`prune_dagster.core.embedding.neighbors`) whose leaves run through `mapper`; the result
     is the same for any mapper. `radius`, when given, replaces threshold × median distance.
     """
-    if keep not in KEEP_POLICIES:
-        raise ConfigError(f"keep={keep!r}; expected one of {KEEP_POLICIES}")
-    if threshold < 0:
-        raise ConfigError(f"threshold={threshold}; expected a non-negative multiple of the median NN distance")
-    embedding = np.asarray(embedding)
-    if embedding.ndim not in (2, 3):
-        raise ConfigError(f"embedding of shape {embedding.shape}; expected (N, k) or a (views, N, k) stack")
-    views = np.ascontiguousarray(embedding if embedding.ndim == 3 else embedding[None])
+    views = _checked_views(embedding, threshold, keep)
     base = views[0]
     n = len(ids)
     if n < 2 or threshold == 0:
@@ -138,6 +154,18 @@ def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndar
         "radius": round(radius, 5),
         "pairs_scored": int(scored),
     })
+
+
+def _checked_views(embedding: np.ndarray, threshold: float, keep: str) -> np.ndarray:
+    """The (V, N, k) views of `embedding`, after checking the step's arguments."""
+    if keep not in KEEP_POLICIES:
+        raise ConfigError(f"keep={keep!r}; expected one of {KEEP_POLICIES}")
+    if threshold < 0:
+        raise ConfigError(f"threshold={threshold}; expected a non-negative multiple of the median NN distance")
+    embedding = np.asarray(embedding)
+    if embedding.ndim not in (2, 3):
+        raise ConfigError(f"embedding of shape {embedding.shape}; expected (N, k) or a (views, N, k) stack")
+    return np.ascontiguousarray(embedding if embedding.ndim == 3 else embedding[None])
 
 
 def _survivors(comp: np.ndarray, sizes: np.ndarray, base: np.ndarray, keep: str) -> np.ndarray:
@@ -182,3 +210,83 @@ def project_views(images: np.ndarray, pca: PCA, shifts: tuple[tuple[int, int], .
                                                     {"pca": pca, "shifts": tuple(shifts)}), strict=True):
             out[:, s:e] = block_views
     return out
+
+
+@dataclass
+class NearIndex:
+    """What the incremental index keeps: the old step input's views on the old basis, the old radius
+    and the old groups (with `keep="first"`, a group's survivor is its first member)."""
+
+    basis: PCA
+    radius: float
+    scale: float  # the median nearest-neighbour distance the radius was measured in
+    views: np.ndarray  # (V, n_old, k) views of the old step input, in dataset order
+    comp: np.ndarray  # old group of each row of `views`
+    survivor: np.ndarray  # row of each old group's survivor
+    comp_label: np.ndarray  # label of each old group's survivor
+
+
+def freeze(old: OldRun, params: NearDedupParams, mapper: Mapper = serial_map) -> NearIndex:
+    """Recompute the last prune's views, radius and groups (about one pass of the step)."""
+    if params.keep != "first":
+        raise ConfigError("incremental pruning needs near_deduplicated.keep='first' (a 'most_typical' survivor "
+                          "moves whenever a group gains a member)")
+    pos = old.input_positions()
+    images = old.dataset.images[pos]
+    basis = fit_views_basis(images, params.n_components, params.seed)
+    views = project_views(images, basis, mapper=mapper)
+    del images
+    scale = median_nn_distance(views[0])[0]
+    n = views.shape[1]
+    q, j, _ = radius_pairs(views.reshape(-1, views.shape[2]), views[0], params.threshold * scale, mapper)
+    graph = coo_matrix((np.ones(len(q), dtype=np.int8), (q % n, j)), shape=(n, n))
+    _, comp = connected_components(graph, directed=False)
+    first = pd.Series(np.arange(n)).groupby(comp).min().to_numpy()
+    return NearIndex(basis=basis, radius=params.threshold * scale, scale=scale, views=views, comp=comp,
+                     survivor=first, comp_label=old.dataset.labels[pos][first])
+
+
+def _links_to_old(frozen: NearIndex, new_views: np.ndarray, mapper: Mapper) -> tuple[np.ndarray, np.ndarray]:
+    """(old group, new row) of every old-new pair within the radius, in both directions (a link when
+    either side is view 0, as in the full step)."""
+    old_views = frozen.views
+    n_old, m = old_views.shape[1], new_views.shape[1]
+    q, j, _ = radius_pairs(old_views.reshape(-1, old_views.shape[2]), new_views.reshape(-1, new_views.shape[2]),
+                           frozen.radius, mapper)
+    link = (q // n_old == 0) | (j // m == 0)
+    return frozen.comp[(q % n_old)[link]], (j % m)[link]
+
+
+def decide(frozen: NearIndex, params: NearDedupParams, batch: NewBatch, mapper: Mapper = serial_map) -> None:
+    """New samples within the radius of an old group or of an earlier new sample are removed; a new
+    sample that would join two old groups needs a full prune (it would remove an old survivor)."""
+    live = batch.live()
+    if not len(live) or params.threshold == 0:
+        return
+    new_views = project_views(batch.images[live], frozen.basis, mapper=mapper)
+    m = len(live)
+    old_comp, new_of_old = _links_to_old(frozen, new_views, mapper)
+    q2, j2, _ = radius_pairs(new_views.reshape(-1, new_views.shape[2]), new_views[0], frozen.radius, mapper)
+    n_old_comp = int(frozen.comp.max()) + 1 if len(frozen.comp) else 0
+    # nodes: new samples 0..m-1, then old groups m..m+n_old_comp-1
+    rows, cols = np.concatenate([q2 % m, new_of_old]), np.concatenate([j2, m + old_comp])
+    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(m + n_old_comp,) * 2)
+    _, comp = connected_components(graph, directed=False)
+    old_in = np.unique(old_comp)
+    if pd.Series(comp[m + old_in]).duplicated().any():
+        raise NeedsFullPrune("a new sample joins two old near-duplicate groups (a full prune would keep only "
+                             "one of their survivors)")
+    comp_new = comp[:m]
+    owner = pd.Series(old_in, index=comp[m + old_in])  # merged component → the old group in it
+    has_old = pd.Index(owner.index).get_indexer(comp_new) >= 0
+    old_group = owner.reindex(comp_new).fillna(0).astype(int).to_numpy()
+    first_new = pd.Series(np.arange(m)).groupby(comp_new).transform("min").to_numpy()
+    gone = has_old | (first_new != np.arange(m))
+    labels = batch.labels[live]
+    ref_label = np.where(has_old, frozen.comp_label[old_group], labels[first_new])
+    reason = np.where(labels == ref_label, "near_duplicate", "near_duplicate_label_conflict").astype(object)
+    old_base = (np.asarray(frozen.views[0])[frozen.survivor[old_group]] if len(frozen.survivor)
+                else np.zeros_like(new_views[0]))
+    kept_base = np.where(has_old[:, None], old_base, new_views[0][first_new])
+    score = np.linalg.norm(new_views - kept_base[None], axis=2).min(axis=0) / frozen.scale
+    batch.drop(live[gone], reason[gone], score[gone])

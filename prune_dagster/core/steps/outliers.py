@@ -25,15 +25,39 @@ computes in float32 and changed its results with the query block size.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Literal
+
 import numpy as np
+from pydantic import Field
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
+from prune_dagster.core.embedding.pca import fit_pca, project
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map
 from prune_dagster.core.ledger import StepResult, removed_frame
+from prune_dagster.core.params import Params
+from prune_dagster.core.steps.frozen import NewBatch, OldRun
 
 METHODS = ("knn", "isolation_forest", "lof", "none")
+# Neighbours of the kNN score (and of LOF).
+N_NEIGHBORS = 20
+SCORE_MEANING = "robust z of the anomaly score: (score - median) / (1.4826 x MAD) over the step's input"
+
+
+class OutlierParams(Params):
+    """Outliers: samples far from the rest of the data in a PCA embedding."""
+
+    enabled: bool = Field(default=True, description="false: the step passes its input through unchanged")
+    method: Literal[METHODS] = Field(default="knn", description="knn: mean distance to the 20 nearest "
+                                                                "neighbours; isolation_forest; lof; none")
+    contamination: float = Field(default=0.0, ge=0.0, lt=0.5, description="share to remove; 0 = automatic "
+                                                                           "robust threshold (z_threshold)")
+    z_threshold: float = Field(default=4.0, gt=0.0, le=100.0, description="automatic threshold: remove scores "
+                                                                           "above median + z x 1.4826 x MAD")
+    n_components: int = Field(default=64, ge=1, le=4096, description="PCA components of the embedding")
+    seed: int = Field(default=0, ge=0, description="seed of the PCA fit and reference samples")
 # Rows every model is fitted on / compared against: 1M rows cost ~90 CPU-s of kNN search (~1 min on
 # 2 cores); smaller references found fewer outliers (module docstring).
 REFERENCE_ROWS = 20_000
@@ -82,7 +106,12 @@ def _lof_block(item: tuple[int, np.ndarray], *, lof: LocalOutlierFactor, ref_pos
     return out
 
 
-def anomaly_scores(embedding: np.ndarray, method: str, seed: int = 0, n_neighbors: int = 20,
+def neighbour_count(n_reference: int, n_neighbors: int = N_NEIGHBORS) -> int:
+    """The k the scores use: `n_neighbors`, or fewer when the reference is smaller."""
+    return max(1, min(n_neighbors, n_reference - 1))
+
+
+def anomaly_scores(embedding: np.ndarray, method: str, seed: int = 0, n_neighbors: int = N_NEIGHBORS,
                    reference_rows: int = REFERENCE_ROWS, mapper: Mapper = serial_map,
                    block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """Higher = more anomalous. `knn`: mean distance to the `n_neighbors` nearest other samples.
@@ -94,7 +123,7 @@ def anomaly_scores(embedding: np.ndarray, method: str, seed: int = 0, n_neighbor
     ref_positions = reference_positions(len(embedding), reference_rows, seed)
     reference = embedding[ref_positions] if len(ref_positions) < len(embedding) else embedding
     items = [(s, embedding[s:e]) for s, e in row_blocks(len(embedding), block_rows)]
-    k = max(1, min(n_neighbors, len(reference) - 1))
+    k = neighbour_count(len(reference), n_neighbors)
     if method == "knn":
         index = NearestNeighbors(n_neighbors=k + 1).fit(reference)
         blocks = mapper(_knn_block, items, {"index": index, "ref_positions": ref_positions})
@@ -107,11 +136,16 @@ def anomaly_scores(embedding: np.ndarray, method: str, seed: int = 0, n_neighbor
     return np.concatenate(blocks) if blocks else np.empty(0)
 
 
+def robust_scale(scores: np.ndarray) -> tuple[float, float]:
+    """(median, 1.4826 × MAD) of the scores: the centre and unit of the robust z."""
+    med = float(np.median(scores))
+    return med, float(np.median(np.abs(scores - med))) * 1.4826 or 1e-12
+
+
 def robust_threshold(scores: np.ndarray, z_threshold: float) -> float:
     """median + z × 1.4826 × MAD of the scores (the automatic threshold)."""
-    med = float(np.median(scores))
-    mad = float(np.median(np.abs(scores - med))) * 1.4826 or 1e-12
-    return med + z_threshold * mad
+    med, unit = robust_scale(scores)
+    return med + z_threshold * unit
 
 
 def find_outliers(ids: np.ndarray, embedding: np.ndarray, method: str = "knn",
@@ -139,8 +173,51 @@ def find_outliers(ids: np.ndarray, embedding: np.ndarray, method: str = "knn",
     else:
         threshold = robust_threshold(scores, z_threshold)
         out = scores > threshold
-    robust_z = (scores - np.median(scores)) / (np.median(np.abs(scores - np.median(scores))) * 1.4826 or 1e-12)
+    med, unit = robust_scale(scores)
+    robust_z = (scores - med) / unit
     removed = removed_frame(np.asarray(ids, dtype=object)[out], f"outlier_{method}", robust_z[out])
     meta = {"threshold": round(threshold, 5), "method": method,
             "reference_rows": int(min(len(ids), reference_rows))}
     return StepResult(removed=removed, metadata=meta)
+
+
+@dataclass
+class OutlierIndex:
+    """What the incremental index keeps: the old PCA basis, the old reference sample's embedding and
+    the old automatic threshold, with the median and unit of the old scores (for the robust z)."""
+
+    basis: object
+    reference: np.ndarray
+    threshold: float
+    median: float
+    unit: float
+
+
+def freeze(old: OldRun, params: OutlierParams, mapper: Mapper = serial_map) -> OutlierIndex | None:
+    """Recompute the last prune's embedding, reference and threshold (None: method `none`)."""
+    if params.method == "none":
+        return None
+    if params.method != "knn" or params.contamination != 0:
+        raise ConfigError(f"incremental pruning supports outliers_removed.method='knn' with the automatic "
+                          f"threshold; this prune used {params.method!r}, contamination {params.contamination}")
+    images = old.dataset.images[old.input_positions()]
+    basis = fit_pca(images, params.n_components, params.seed)
+    emb = project(images, basis, mapper=mapper)
+    del images
+    scores = anomaly_scores(emb, "knn", params.seed, mapper=mapper)
+    med, unit = robust_scale(scores)
+    return OutlierIndex(basis=basis, reference=emb[reference_positions(len(emb), seed=params.seed)],
+                        threshold=robust_threshold(scores, params.z_threshold), median=med, unit=unit)
+
+
+def decide(frozen: OutlierIndex | None, params: OutlierParams, batch: NewBatch,
+           mapper: Mapper = serial_map) -> None:
+    """A new sample whose kNN score against the old reference passes the old threshold is removed."""
+    live = batch.live()
+    if frozen is None or not len(live):
+        return
+    emb = project(batch.images[live], frozen.basis, mapper=mapper)
+    k = neighbour_count(len(frozen.reference))
+    scores = NearestNeighbors(n_neighbors=k).fit(frozen.reference).kneighbors(emb)[0].mean(axis=1)
+    out = scores > frozen.threshold
+    batch.drop(live[out], f"outlier_{params.method}", (scores[out] - frozen.median) / frozen.unit)

@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from prune_dagster.core.data.dataset import TEST, Dataset
 from prune_dagster.core.errors import DatasetError
 from prune_dagster.core.infra.parallel import ArrayRef, Mapper, as_array, by_reference, serial_map, split_rows
 from prune_dagster.core.ledger import StepResult, removed_frame
+from prune_dagster.core.params import Params
+from prune_dagster.core.steps.frozen import NewBatch, OldRun
+
+# The ledger `score` of a validation removal: no measure, always 1.0.
+SCORE_MEANING = "1.0 for every removal (a sample is usable or not; no degree)"
+
+
+class ValidateParams(Params):
+    """Validation: remove training samples that cannot be used (unreadable, NaN/inf, blank)."""
+
+    enabled: bool = Field(default=True, description="false: the step removes nothing, neither unusable samples "
+                                                    "nor pinned drops (the blocking check on non-finite pixels "
+                                                    "still stops a run that needs it)")
+    drop_blank: bool = Field(default=True, description="remove constant (blank) images")
+    overrides: str = Field(default="", description="path of an overrides.csv (id, action = keep | drop) that "
+                                                   "pins samples; empty = $PRUNE_OVERRIDES or none")
 
 
 def pixel_checks(positions: np.ndarray, images: np.ndarray | ArrayRef) -> tuple[np.ndarray, np.ndarray]:
@@ -90,3 +109,16 @@ def _by_category(problems: dict[str, str]) -> dict[str, int]:
         key = reason.split(":", 1)[0]
         out[key] = out.get(key, 0) + 1
     return out
+
+
+def freeze(old: OldRun, params: ValidateParams, mapper: Mapper = serial_map) -> None:
+    """Validation looks at each new sample's own pixels: nothing to keep from the last prune."""
+    return None
+
+
+def decide(frozen: Any, params: ValidateParams, batch: NewBatch, mapper: Mapper = serial_map) -> None:
+    """Non-finite pixels, then (with `drop_blank`) constant images, as `validate` decides them."""
+    finite, blank = pixel_checks(np.arange(len(batch.ids)), batch.images)
+    batch.drop(np.flatnonzero(~finite), "non_finite_pixels", 1.0)
+    if params.drop_blank:
+        batch.drop(np.flatnonzero(blank & batch.alive), "blank_image", 1.0)

@@ -1,15 +1,17 @@
 """What every pruning asset shares: the data view, timing and metadata."""
 
 
-import os
 import time
 from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 import numpy as np
+from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
+from prune_dagster import settings
+from prune_dagster.core import pipeline
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.export import jsonable
 from prune_dagster.core.data.gallery import gallery_markdown
@@ -18,9 +20,14 @@ from prune_dagster.defs.engine import ComputeEngine
 
 
 class StepConfig(dg.Config):
-    """Settings every optional pruning step shares."""
+    """Settings every optional pruning step shares (for steps whose settings are not a core Params)."""
 
     enabled: bool = True  # false: the step passes its input through unchanged (e.g. a no-pruning baseline)
+
+
+def score_meaning(step: str) -> dict[str, str]:
+    """`score_meaning` metadata: what the ledger's score column means for `step` (pipeline.py)."""
+    return {"score_meaning": pipeline.step(step).score_meaning} if step in pipeline.names() else {}
 
 
 def view(dataset: Dataset, selection: Selection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -54,14 +61,15 @@ def removed_gallery(dataset: Dataset, selection: Selection, step: str, limit: in
 
 
 def blas_threads() -> int:
-    """BLAS/OpenMP threads a step uses in this process ($PRUNE_BLAS_THREADS, default 1).
+    """BLAS/OpenMP threads a step uses in this process: resource `engine.blas_threads`, else
+    $PRUNE_BLAS_THREADS (default 1).
 
     Measured on this 2-core machine with two other busy processes: the feature-selection step's
     cross-validated logistic regressions on 80k samples took 20.8 s with OpenBLAS' default two
     threads and 0.26 s with one (idle threads spin while the other core is taken). Dask workers
     run one thread each already; raise this on a machine the run has to itself.
     """
-    return max(1, int(os.environ.get("PRUNE_BLAS_THREADS", "1")))
+    return settings.blas_threads()
 
 
 def engine_metadata(engine: ComputeEngine | None, tasks_before: int = 0) -> dict[str, Any]:
@@ -77,12 +85,14 @@ def run_step(
     name: str,
     dataset: Dataset,
     selection: Selection,
-    config: dg.Config,
+    config: BaseModel,
     compute: Callable[[np.ndarray, np.ndarray, np.ndarray], StepResult],
     extra_metadata: dict[str, Any] | None = None,
     engine: ComputeEngine | None = None,
 ) -> dg.Output[Selection]:
     """Call a pure step on the current view, record it, and return the new Selection with metadata.
+
+    `config` is the step's settings (its core Params, or a Dagster Config): recorded as given.
 
     With `engine`, the metadata names the engine that ran the step and how many work items it sent
     to the cluster (0: the step's functions ran in this process)."""
@@ -90,19 +100,20 @@ def run_step(
     tasks_before = engine.tasks_run if engine is not None else 0
     start = time.perf_counter()
     enabled = getattr(config, "enabled", True)
-    with threadpool_limits(limits=blas_threads()):
+    with threadpool_limits(limits=engine.blas_limit() if engine is not None else blas_threads()):
         result = compute(ids, images, labels) if enabled else StepResult(removed=removed_frame(),
                                                                          metadata={"skipped": "disabled"})
     seconds = time.perf_counter() - start
     new = selection.advance(name, result, config.model_dump(), seconds)
     record = new.history[-1]
     metadata = {
-        "n_in": record["n_in"],
-        "n_out": record["n_out"],
-        "n_removed": record["n_in"] - record["n_out"],
-        "removed_by_reason": record["removed_by_reason"],
-        "seconds": record["seconds"],
-        "retained_fraction_of_train": round(new.retained_fraction, 4),
+        "n_in": record.n_in,
+        "n_out": record.n_out,
+        "n_removed": record.n_in - record.n_out,
+        "removed_by_reason": record.removed_by_reason,
+        "seconds": record.seconds,
+        "kept_fraction_of_train": round(new.retained_fraction, 4),  # named as in core/selection/fractions.py
+        **score_meaning(name),
         **result.metadata,
         **(extra_metadata or {}),
         **engine_metadata(engine, tasks_before),

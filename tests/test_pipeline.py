@@ -1,0 +1,119 @@
+"""One declaration of the pruning steps: the jobs, floors, summary, incremental index and Dagster
+configs all read `prune_dagster.core.pipeline`, and each step's settings are one typed Params model."""
+
+import typing
+
+import dagster as dg
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from prune_dagster.core import pipeline
+from prune_dagster.core.ledger import Selection, StepRecord, StepResult, removed_frame
+from prune_dagster.core.steps.label_noise import FILTERS, LabelNoiseParams
+from prune_dagster.core.steps.outliers import OutlierParams
+from prune_dagster.defs.config import to_params
+
+# The Config defaults before the Params models existed (defs/assets/{cleaning,shaping,ingest}.py).
+OLD_DEFAULTS = {
+    "validated": {"drop_blank": True, "overrides": ""},
+    "exact_deduplicated": {"enabled": True, "conflict_policy": "drop_all", "check_test_leaks": True},
+    "near_deduplicated": {"enabled": True, "threshold": 0.3, "keep": "first", "n_components": 32, "seed": 0},
+    "outliers_removed": {"enabled": True, "method": "knn", "contamination": 0.0, "z_threshold": 4.0,
+                         "n_components": 64, "seed": 0},
+    "label_noise_removed": {"enabled": True, "classifier": "svc", "folds": 5,
+                            "filter_by": "predicted_neq_given+recheck", "seed": 0},
+    "class_balanced": {"enabled": True, "sampler": "smote", "max_imbalance": 2.0, "seed": 0},
+    "features_selected": {"enabled": True, "method": "variance", "threshold": 0.0, "keep_fraction": 0.75,
+                          "measure": True, "seed": 0},
+}
+CONFIGS = {
+    "validated": "prune_dagster.defs.assets.ingest.ValidateConfig",
+    "exact_deduplicated": "prune_dagster.defs.assets.cleaning.ExactDedupConfig",
+    "near_deduplicated": "prune_dagster.defs.assets.cleaning.NearDedupConfig",
+    "outliers_removed": "prune_dagster.defs.assets.cleaning.OutlierConfig",
+    "label_noise_removed": "prune_dagster.defs.assets.cleaning.LabelNoiseConfig",
+    "class_balanced": "prune_dagster.defs.assets.shaping.BalanceConfig",
+    "features_selected": "prune_dagster.defs.assets.shaping.FeatureConfig",
+}
+STEPS_WITH_PARAMS = [s for s in pipeline.PIPELINE if s.params is not None]
+
+
+def config_class(step):
+    module, name = CONFIGS[step].rsplit(".", 1)
+    return getattr(__import__(module, fromlist=[name]), name)
+
+
+def test_the_pipeline_is_the_graph_the_jobs_floors_and_groups_use():
+    from prune_dagster.definitions import defs
+    from prune_dagster.defs.checks import REMOVAL_FLOORS
+    from prune_dagster.defs.jobs import PRUNE_GRAPH
+
+    names = pipeline.names()
+    assert names[0] == "validated" and names[-1] == pipeline.SCORE_STEP == "pruned_dataset"
+    assert PRUNE_GRAPH[1:1 + len(names)] == list(names)
+    assert REMOVAL_FLOORS == {"validated": 0.5, "exact_deduplicated": 0.5, "near_deduplicated": 0.5,
+                              "outliers_removed": 0.2, "label_noise_removed": 0.5}
+    groups = {a.key.to_user_string(): a.group_names_by_key[a.key] for a in defs.assets or ()}
+    assert {s.asset: s.stage for s in pipeline.PIPELINE} == {n: groups[n] for n in names}
+    assert [s.asset for s in pipeline.PIPELINE if s.incremental] == list(names[:-1])
+    assert all(s.score_meaning for s in pipeline.PIPELINE)
+    with pytest.raises(KeyError, match="not a pruning step"):
+        pipeline.step("trained_model")
+
+
+@pytest.mark.parametrize("step", STEPS_WITH_PARAMS, ids=lambda s: s.asset)
+def test_each_step_declares_typed_described_settings_with_the_old_defaults(step):
+    fields = step.params.model_fields
+    assert fields["enabled"].annotation is bool and fields["enabled"].default is True
+    assert all(f.description for f in fields.values()), [k for k, f in fields.items() if not f.description]
+    for name, f in fields.items():  # a fixed choice is a Literal, never a bare str
+        assert f.annotation is not str or name == "overrides", name
+    defaults = step.params().model_dump()
+    assert {k: defaults[k] for k in OLD_DEFAULTS[step.asset]} == OLD_DEFAULTS[step.asset]
+    config = config_class(step.asset)
+    assert issubclass(config, dg.Config) and config().model_dump() == defaults
+    assert to_params(config(), step.params) == step.params()
+
+
+def test_choices_and_bounds_are_refused():
+    assert set(typing.get_args(LabelNoiseParams.model_fields["filter_by"].annotation)) == set(FILTERS)
+    LabelNoiseParams(filter_by="prune_by_class+recheck")
+    with pytest.raises(ValidationError, match="filter_by"):
+        LabelNoiseParams(filter_by="prune_by_klass")
+    with pytest.raises(ValidationError, match="contamination"):
+        OutlierParams(contamination=0.5)
+    with pytest.raises(ValidationError, match="unknown|extra"):
+        OutlierParams(z_treshold=3.0)
+
+
+def test_a_selection_records_typed_steps():
+    sel = Selection(kept_ids=np.array(["a", "b", "c"], dtype=object), test_ids=np.array([], dtype=object),
+                    n_train_split=3)
+    sel = sel.advance("outliers_removed", StepResult(removed=removed_frame(["b"], "outlier_knn", 5.0)),
+                      {"enabled": True}, 0.25)
+    record = sel.record("outliers_removed")
+    assert record == StepRecord(step="outliers_removed", config={"enabled": True}, n_in=3, n_out=2,
+                                removed_by_reason={"outlier_knn": 1}, seconds=0.25)
+    assert sel.record("validated") is None
+    with pytest.raises(AttributeError):
+        record.n_out = 3  # frozen
+    assert not hasattr(StepResult(removed=removed_frame()), "scores")
+
+
+def test_supply_refuses_a_function_without_a_mapper_parameter():
+    from prune_dagster.core.infra.parallel import serial_map
+    from prune_dagster.defs.engine import ComputeEngine
+
+    engine = ComputeEngine(address="in-process")
+
+    def renamed(items, map_fn=serial_map):
+        return map_fn(len, items)
+
+    def good(items, mapper=serial_map, block_rows=8):
+        return mapper, block_rows
+
+    with pytest.raises(TypeError, match="renamed has no `mapper` parameter"):
+        engine.supply(renamed)
+    assert engine.supply(good)([]) == (serial_map, 8)
+    assert ComputeEngine(address="in-process", block_rows=3).supply(good)([])[1] == 3

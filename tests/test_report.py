@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from prune_dagster.core.selection.report import (
     mean_std,
     recommend,
     report_frame,
+    sweep_report,
     versus_baseline,
 )
 
@@ -142,3 +144,39 @@ def test_figure_and_markdown_render():
     assert markdown_image(png).startswith("![figure](data:image/png;base64,")
     md = markdown_table(t[["strategy", "fraction", "mean_accuracy"]])
     assert md.splitlines()[0] == "| strategy | fraction | mean_accuracy |" and len(md.splitlines()) == 8
+
+
+def test_markdown_table_keeps_cells_that_hold_a_pipe():
+    """Sweep partition keys read '0.1|el2n': unescaped, the '|' splits the cell and shifts the row."""
+    md = markdown_table(pd.DataFrame({"partition": ["0.1|el2n", "1.0|random"], "mean_accuracy": [0.9, 0.95]}))
+    for line in md.splitlines():
+        cells = [c for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        assert len(cells) == 2, line
+    assert "0.1\\|el2n" in md
+
+
+def test_figure_title_fits_inside_the_saved_image():
+    """The sweep's long title (sample count, schedule, seeds) stays within the figure, whole."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    t = curve_table([cell("random", f, 0.9, 0.91) for f in (0.1, 1.0)])
+    title = ("Test accuracy against retained fraction (1437 cleaned samples; same_steps, 20 epochs at full data; "
+             "mean ± std over 3 seeds)")
+    fig = figure(t, title=title)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    box = fig.axes[0].title.get_window_extent(canvas.get_renderer())
+    assert box.x0 >= 0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height
+    assert fig.axes[0].get_title().replace("\n", " ") == title
+
+
+def test_sweep_report_refuses_mixed_schedules_and_names_the_fractions():
+    results = [{**cell("random", f, 0.9, 0.92), "schedule": "same_steps", "epochs_full_data": 20, "sweep_id": "s",
+                "kept_fraction_of_cleaned": f, "sample_pass_fraction": 1.0} for f in (0.5, 1.0)]
+    rep = sweep_report(results, 0.005)
+    assert list(rep.table["kept_fraction_of_cleaned"]) == [0.5, 1.0] and rep.sweep_ids == ["s"]
+    assert rep.summary(4)["n_partitions_expected"] == 4 and rep.rec.fraction == 0.5
+    with pytest.raises(ConfigError, match="different schedules"):
+        sweep_report([*results, {**results[0], "fraction": 0.2, "schedule": "same_epochs"}], 0.005)
+    with pytest.raises(ConfigError, match="no sweep_models partition"):
+        sweep_report([], 0.005)

@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from sklearn.metrics import roc_auc_score
 
 from prune_dagster.core.errors import ConfigError
@@ -277,18 +278,29 @@ def test_unknown_strategy_lists_the_valid_ones(small):
         compute_scores("grand", x, y, 10)
 
 
-@pytest.mark.parametrize("bad, setting", [
-    (ScoreConfig(score_epochs=0), "score_epochs"),
-    (ScoreConfig(score_seeds=0), "score_seeds"),
-    (ScoreConfig(n_clusters=-1), "n_clusters"),
-    (ScoreConfig(ccs_beta=1.0), "ccs_beta"),
-    (ScoreConfig(ccs_strata=0), "ccs_strata"),
-    (ScoreConfig(prototype_embedding="swav"), "prototype_embedding"),
+@pytest.mark.parametrize("setting, value", [
+    ("score_epochs", 0), ("score_seeds", 0), ("n_clusters", -1), ("ccs_beta", 1.0), ("ccs_strata", 0),
+    ("prototype_embedding", "swav"), ("fit_sample", -1), ("lr", 0.0),
 ])
-def test_bad_settings_are_named(small, bad, setting):
+def test_bad_settings_are_named(small, setting, value):
+    # refused when the settings are made, naming the setting, before any scoring run
+    with pytest.raises(ValidationError, match=setting):
+        ScoreConfig(**{setting: value})
+    # a config that skipped validation is still refused by the scoring functions, in one line
     x, y, _, _ = small
-    with pytest.raises(ConfigError, match=setting):
-        prune_to_fraction("random", x, y, 10, 0.5, config=bad)
+    with pytest.raises(ConfigError, match=f"^{setting}="):
+        prune_to_fraction("random", x, y, 10, 0.5, config=ScoreConfig.model_construct(**{setting: value}))
+
+
+def test_prune_params_refuse_unknown_strategy_and_fraction():
+    from prune_dagster.core.selection.strategies import PruneParams
+
+    with pytest.raises(ValidationError, match="strategy"):
+        PruneParams(strategy="el2m")
+    for fraction in (0.0, 1.5):
+        with pytest.raises(ValidationError, match="retained_fraction"):
+            PruneParams(retained_fraction=fraction)
+    assert PruneParams(retained_fraction=1.0).strategy == "el2n"
 
 
 def test_no_dagster_import():

@@ -192,4 +192,4 @@ def test_centroid_distances_fit_rows_only_fit():
 
 def test_negative_fit_sample_is_named():
     with pytest.raises(ConfigError, match="fit_sample"):
-        scoring.check_config(ScoreConfig(fit_sample=-1))
+        scoring.check_config(ScoreConfig.model_construct(fit_sample=-1))

@@ -19,20 +19,21 @@ from nbclient import NotebookClient
 
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.ledger import Selection
+from prune_dagster.core.selection import sweep as core_sweep
 from prune_dagster.core.selection.scoring import ScoreConfig
-from prune_dagster.defs.assets import cleaning, ingest, shaping
-from prune_dagster.defs.assets import sweep as sweep_module
-from prune_dagster.defs.assets.sweep import (
-    SWEEP_PARTITIONS,
-    SweepModelsConfig,
-    SweepResultsIOManager,
+from prune_dagster.core.selection.sweep import (
+    SweepModelsParams,
     SweepScores,
     SweepTrainer,
-    all_partitions_tags,
-    build_sweep_assets,
     epochs_for,
     infobatch_plan,
     parse_key,
+)
+from prune_dagster.defs.assets import cleaning, ingest, shaping
+from prune_dagster.defs.assets.sweep import (
+    SWEEP_PARTITIONS,
+    all_partitions_tags,
+    build_sweep_assets,
     sweep_fractions,
 )
 from prune_dagster.defs.engine import ComputeEngine
@@ -92,20 +93,29 @@ def test_trainer_selection_sharing_schedule_and_dynamic_hook(digits, monkeypatch
     labels = data.labels[np.sort(data.index_of(selection.kept_ids))]
     scores = SweepScores(ids=data.ids[np.sort(data.index_of(selection.kept_ids))], labels=labels,
                          scores={"el2n": np.linspace(0, 1, n)}, score_config=ScoreConfig(), seed=0)
-    monkeypatch.setitem(sweep_module.EPOCH_PLANS, "half", lambda fraction, n_train, epochs: HalfPlan(n_train))
-    trainer = SweepTrainer(data, selection, scores, SweepModelsConfig(epochs=1, n_seeds=2))
+    monkeypatch.setitem(core_sweep.EPOCH_PLANS, "half", lambda fraction, n_train, epochs: HalfPlan(n_train))
+    trainer = SweepTrainer(data, selection, scores, SweepModelsParams(epochs=1, n_seeds=2))
     # random draws a different subset per seed; a score-based one keeps its ranking
     assert not np.array_equal(trainer.kept("random", 0.2, 0), trainer.kept("random", 0.2, 1))
     assert np.array_equal(trainer.kept("el2n", 0.2, 0), trainer.kept("el2n", 0.2, 1))
     assert abs(len(trainer.kept("el2n", 0.2, 0)) - 0.2 * n) <= 10  # per-class rounding
     full_random, full_el2n = trainer.train("random", 1.0, 0), trainer.train("el2n", 1.0, 0)
-    assert not full_random["shared"] and full_el2n["shared"] and trainer.n_trained == 1
-    assert full_el2n["metrics"] == full_random["metrics"]
+    assert not full_random.shared and full_el2n.shared and trainer.n_trained == 1
+    assert full_el2n.metrics == full_random.metrics
     small = trainer.train("el2n", 0.2, 0)  # same_steps: ~5x the epochs, about the same optimisation steps
-    assert small["epochs"] >= 4 and abs(small["metrics"]["optimizer_steps"] / full_random["metrics"][
+    assert small.epochs >= 4 and abs(small.metrics["optimizer_steps"] / full_random.metrics[
         "optimizer_steps"] - 1) < 0.25
+    assert small.n_kept == len(trainer.kept("el2n", 0.2, 0))
+    assert small.metrics["kept_fraction_of_cleaned"] == pytest.approx(small.n_kept / n, abs=1e-6)
+    assert small.metrics["sample_pass_fraction"] == 1.0 and small.metrics["target_fraction"] == 0.2
     dyn = trainer.train("half", 0.5, 0)  # every sample kept, half the passes made
-    assert dyn["metrics"]["n_train"] == n and dyn["metrics"]["retained_fraction"] == pytest.approx(0.5, abs=0.01)
+    assert dyn.metrics["n_train"] == n and dyn.n_kept == n  # n_kept counts samples, not work (was undercounted)
+    assert dyn.metrics["kept_fraction_of_cleaned"] == 1.0
+    assert dyn.metrics["sample_pass_fraction"] == pytest.approx(0.5, abs=0.01)
+    # one meaning: retained_fraction is the kept share of the training split, whatever the strategy
+    for run in (small, dyn):
+        assert run.metrics["retained_fraction"] == run.metrics["kept_fraction_of_train"]
+        assert run.metrics["kept_fraction_of_train"] == pytest.approx(run.n_kept / selection.n_train_split, abs=1e-6)
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +134,7 @@ def sweep_run(tmp_path_factory):
                 assets=[*dg.load_assets_from_modules([ingest, cleaning, shaping]), *sweep_assets],
                 jobs=[sweep_job],
                 resources={"mlflow": MlflowResource(), "output_store": OutputStore(),
-                           "io_manager": RunScopedIOManager(), "sweep_io_manager": SweepResultsIOManager(),
+                           "io_manager": RunScopedIOManager(),
                            "engine": ComputeEngine()},
             )
             job = defs.resolve_job_def("sweep_job")
@@ -155,8 +165,10 @@ def test_one_mlflow_run_per_model_with_params_metrics_and_tags(sweep_run):
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     runs = model_runs()
     assert len(runs) == 4  # 2 strategies × 2 fractions × 1 seed
-    for m in ("test_accuracy", "retained_fraction", "n_train", "train_seconds", "optimizer_steps"):
+    for m in ("test_accuracy", "retained_fraction", "n_train", "train_seconds", "optimizer_steps",
+              "target_fraction", "kept_fraction_of_train", "kept_fraction_of_cleaned", "sample_pass_fraction"):
         assert runs[f"metrics.{m}"].notna().all(), m
+    assert (runs["metrics.retained_fraction"] == runs["metrics.kept_fraction_of_train"]).all()
     assert set(runs["params.strategy"]) == set(STRATEGIES) and set(runs["params.seed"]) == {"0"}
     assert set(runs["tags.dagster_partition"]) == {"0.2|random", "0.2|el2n", "1.0|random", "1.0|el2n"}
     assert set(runs["tags.dagster_run_id"]) == {result.run_id}
@@ -174,11 +186,16 @@ def test_one_mlflow_run_per_model_with_params_metrics_and_tags(sweep_run):
 def test_search_runs_filters_by_fraction_and_strategy(sweep_run):
     mlflow.set_tracking_uri(os.environ["MLFLOW_TRACKING_URI"])
     found = mlflow.search_runs(search_all_experiments=True,
-                               filter_string="metrics.retained_fraction <= 0.3 and params.strategy = 'random'")
+                               filter_string="metrics.kept_fraction_of_cleaned <= 0.3 and params.strategy = 'random'")
     assert len(found) == 1
     row = found.iloc[0]
     assert row["tags.dagster_partition"] == "0.2|random"
-    assert row["metrics.retained_fraction"] == pytest.approx(0.2, abs=0.01)
+    assert row["metrics.kept_fraction_of_cleaned"] == pytest.approx(0.2, abs=0.01)
+    # the external check's metric: the same model found by retained_fraction (kept / training split)
+    by_retained = mlflow.search_runs(search_all_experiments=True,
+                                     filter_string="metrics.retained_fraction <= 0.3 and params.strategy = 'random'")
+    assert list(by_retained["run_id"]) == list(found["run_id"])
+    assert row["metrics.retained_fraction"] <= row["metrics.kept_fraction_of_cleaned"]  # cleaning removed some
 
 
 def test_pruning_report_csv_recommendation_and_figure(sweep_run):
@@ -207,6 +224,19 @@ def test_pruning_report_csv_recommendation_and_figure(sweep_run):
     assert meta["recommended_fraction"].value == rec["fraction"]
     # per-partition results are readable JSON beside the report
     assert len(list((folder / "sweep_models").glob("*.json"))) == 4
+
+
+def test_results_table_and_counts(sweep_run):
+    """The results metadata keeps partition keys whole (they hold '|'), and n_kept counts samples."""
+    tmp, result, _ = sweep_run
+    event = dg.DagsterInstance.get().get_latest_materialization_event(dg.AssetKey("sweep_models"))
+    table = event.asset_materialization.metadata["results"].value
+    rows = {r.data["partition"]: r.data for r in table.records}
+    assert set(rows) == {"0.2|random", "0.2|el2n", "1.0|random", "1.0|el2n"}
+    results = json.loads((tmp / "out" / "runs" / result.run_id / "sweep_models" / "0.2__el2n.json").read_text())
+    assert results["n_kept"] == round(results["kept_fraction_of_cleaned"] * results["n_clean"])
+    assert results["retained_fraction"] == results["kept_fraction_of_train"] <= results["kept_fraction_of_cleaned"]
+    assert rows["0.2|el2n"]["n_kept"] == results["n_kept"] and results["target_fraction"] == 0.2
 
 
 def test_notebook_shows_the_sweep(sweep_run):

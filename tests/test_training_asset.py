@@ -40,4 +40,12 @@ def test_no_pruning_baseline_with_dynamic_feedback_removal(prune_env):
     assert run.data.params["strategy"] == "infobatch+feedback"
     m = run.data.metrics
     assert m["sample_passes"] < 10 * m["n_train"]  # infobatch skipped work
-    assert np.isclose(m["retained_fraction"], m["sample_passes"] / (10 * m["n_train"]))
+    assert np.isclose(m["sample_pass_fraction"], m["sample_passes"] / (10 * m["n_train"]))
+    # one name, one meaning, the same in MLflow and summary.json (see core/selection/fractions.py)
+    assert m["retained_fraction"] == m["kept_fraction_of_train"]
+    assert np.isclose(m["kept_fraction_of_train"], len(kept) / len(train), atol=1e-6)  # after feedback removal
+    assert m["kept_fraction_of_cleaned"] == 1.0 and m["target_fraction"] == 1.0  # the score step was off
+    for name in ("retained_fraction", "kept_fraction_of_train", "kept_fraction_of_cleaned", "sample_pass_fraction",
+                 "target_fraction"):
+        assert np.isclose(summary[name], m[name], atol=1e-6), name
+    assert summary["sample_pass_fraction"] < 1.0

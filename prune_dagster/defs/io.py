@@ -6,6 +6,9 @@ goes to `storage/<asset>/<run_id>.pkl` (temp file + rename). A step loads its ow
 the upstream asset ran in the same run, otherwise the latest materialization recorded by the
 instance (e.g. `train_job` after `prune_job`). Pickle only ever reads files this manager wrote.
 
+A partitioned asset (the sweep's models) gets one file per partition, `storage/<asset>/<run_id>/<key>.pkl`;
+a downstream asset reading every partition gets a dict key → value of those materialized so far.
+
 A Dataset's pixels are not pickled: they go once to `storage/arrays/<content digest>.npy` (shared by
 every run that loads the same content) and come back memory-mapped read-only, so a million-image
 dataset costs one file on disk and no copy in memory per step or per run.
@@ -13,12 +16,14 @@ dataset costs one file on disk and no copy in memory per step or per run.
 
 import os
 import pickle
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
 import numpy as np
 
+from prune_dagster import settings
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.export import atomic_write
 from prune_dagster.core.infra.locks import file_lock
@@ -57,23 +62,70 @@ def load_pixels(stored: dict[str, Any]) -> Dataset:
 class RunScopedIOManager(dg.ConfigurableIOManager):
     base_dir: str = ""  # empty: $DAGSTER_HOME/storage
 
-    def _root(self) -> Path:
+    def storage_root(self) -> Path:
+        """The folder this manager stores under (other stored things, like the prune index, go beside)."""
         if self.base_dir:
             return Path(self.base_dir)
-        home = os.environ.get("DAGSTER_HOME")
+        home = settings.dagster_home()
         return Path(home) / "storage" if home else Path.cwd() / ".dagster_storage"
 
     def _path(self, asset_key: dg.AssetKey, run_id: str) -> Path:
-        return self._root().joinpath(*asset_key.path) / f"{run_id}.pkl"
+        return self.storage_root().joinpath(*asset_key.path) / f"{run_id}.pkl"
+
+    def _partition_path(self, asset_key: dg.AssetKey, run_id: str, partition: str) -> Path:
+        name = str(partition).replace("|", "__").replace(os.sep, "_")
+        return self.storage_root().joinpath(*asset_key.path) / run_id / f"{name}.pkl"
 
     def handle_output(self, context: dg.OutputContext, obj: Any) -> None:
+        if context.has_asset_partitions:
+            self._handle_partitions(context, obj)
+            return
         path = self._path(context.asset_key, context.run_id)
         if isinstance(obj, Dataset):
-            obj = store_pixels(obj, self._root() / "arrays")
+            obj = store_pixels(obj, self.storage_root() / "arrays")
         atomic_write(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
         context.add_output_metadata({"stored_at": dg.MetadataValue.path(str(path))})
 
+    def _handle_partitions(self, context: dg.OutputContext, obj: Any) -> None:
+        """One file per partition. A run covering several partitions (a single-run backfill) returns a
+        dict partition key → value; a one-partition run may return the value itself."""
+        keys = [str(k) for k in context.asset_partition_keys]
+        if isinstance(obj, Mapping) and set(keys) <= set(obj):
+            values = obj
+        elif len(keys) == 1:
+            values = {keys[0]: obj}
+        else:
+            missing = [k for k in keys if not isinstance(obj, Mapping) or k not in obj]
+            raise dg.Failure(f"{context.asset_key.to_user_string()}: expected a dict with a value per partition; "
+                             f"missing {', '.join(missing[:3])}")
+        for key in keys:
+            atomic_write(self._partition_path(context.asset_key, context.run_id, key),
+                         pickle.dumps(values[key], protocol=pickle.HIGHEST_PROTOCOL))
+        folder = self._partition_path(context.asset_key, context.run_id, keys[0]).parent
+        context.add_output_metadata({"stored_at": dg.MetadataValue.path(str(folder))})
+
+    def _load_partitions(self, context: dg.InputContext) -> dict[str, Any]:
+        """Partition key → value for every partition materialized so far: this run's value, else the
+        one of the run the instance records as the partition's latest materialization. Partitions
+        never materialized are left out (a partial sweep still reports)."""
+        try:
+            run_id = context.step_context.run_id
+        except dg.DagsterInvariantViolationError:  # loaded outside a run (build_input_context)
+            run_id = None
+        out = {}
+        for key in map(str, context.asset_partition_keys):
+            path = self._partition_path(context.asset_key, run_id, key) if run_id else None
+            if path is None or not path.exists():
+                records = context.instance.fetch_materializations(
+                    dg.AssetRecordsFilter(asset_key=context.asset_key, asset_partitions=[key]), limit=1).records
+                path = self._partition_path(context.asset_key, records[0].run_id, key) if records else None
+            if path is not None and path.exists():
+                out[key] = pickle.loads(path.read_bytes())
+        return out
+
     def load_input(self, context: dg.InputContext) -> Any:
+        if context.has_asset_partitions:
+            return self._load_partitions(context)
         key = context.asset_key
         own = self._path(key, context.step_context.run_id)
         if own.exists():

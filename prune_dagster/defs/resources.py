@@ -3,9 +3,10 @@
 
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import dagster as dg
@@ -88,6 +89,40 @@ class MlflowResource(dg.ConfigurableResource):
             with mlflow.start_run(run_id=run_id, run_name=run_name, tags=tags,
                                   experiment_id=None if run_id else experiment_id) as run:
                 yield run
+
+    def log_training_run(self, run_name: str, tags: dict[str, str], params: dict[str, Any],
+                         metrics: dict[str, float], *, losses: Sequence[float] = (), model: Any = None,
+                         model_name: str = "model", input_example: Any = None) -> str:
+        """One model's run: params, metrics, the per-epoch `train_loss` and, when given, the model
+        (with explicit pip requirements, so MLflow does not infer them). The one logging path of
+        `trained_model` and `sweep_models`; returns the run id."""
+        import mlflow
+
+        with self.start_run(run_name=run_name, tags=tags) as run:
+            mlflow.log_params(params)
+            mlflow.log_metrics(metrics)
+            for epoch, loss in enumerate(losses):
+                mlflow.log_metric("train_loss", loss, step=epoch)
+            if model is not None:
+                from mlflow import pytorch as mlflow_pytorch
+
+                mlflow_pytorch.log_model(model, name=model_name, input_example=input_example,
+                                         pip_requirements=model_requirements())
+            return run.info.run_id
+
+
+def model_requirements() -> list[str]:
+    """What loading a logged CNN needs, pinned to the versions that trained it."""
+    from importlib.metadata import version
+
+    return [f"{name}=={version(name)}" for name in ("torch", "numpy", "mlflow")]
+
+
+def model_name(strategy: str, fraction: float) -> str:
+    """A logged model's name from its strategy and fraction: 'cnn-el2n-fraction-0_80' (MLflow refuses
+    '.', '/', ':', '%' and quotes in names)."""
+    name = f"cnn-{strategy}-fraction-{fraction:.2f}"
+    return "".join("_" if ch in "./:%\"'" else ch for ch in name)
 
 
 class OutputStore(dg.ConfigurableResource):

@@ -9,13 +9,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal, get_args
 
 import numpy as np
+from pydantic import Field
 
 from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.params import Params
 
-PLAN_KINDS = ("none", "infobatch")
+PlanKind = Literal["none", "infobatch"]
+PLAN_KINDS: tuple[str, ...] = get_args(PlanKind)
+
+
+class DynamicParams(Params):
+    """Dynamic pruning during training (InfoBatch) and feedback removal: what `make_epoch_plan` takes."""
+
+    dynamic: PlanKind = Field("none", description="none: plain full training; infobatch: skip easy samples "
+                                                   "each epoch from their per-sample losses.")
+    prune_ratio: float = Field(0.5, ge=0, lt=1, description="infobatch: share of below-mean-loss samples "
+                                                            "skipped each epoch.")
+    delta: float = Field(0.875, gt=0, le=1, description="infobatch: the full set is used from delta * epochs on.")
+    feedback: bool = Field(False, description="Drop samples whose loss stays in the top tail (ledger step "
+                                              "dynamic_feedback); needs dynamic=infobatch.")
 
 
 @dataclass(frozen=True)
@@ -193,6 +208,9 @@ def make_epoch_plan(kind: str, n: int, *, feedback: bool = False, **settings: An
     return plan
 
 
-def retained_fraction(sample_passes: int, epochs: int, n: int) -> float:
-    """Share of the full-training sample passes a dynamic run actually made."""
+def sample_pass_fraction(sample_passes: int, epochs: int, n: int) -> float:
+    """Share of the full-training sample passes (epochs x n) a run actually made (see core.selection.fractions)."""
     return float(sample_passes) / float(epochs * n) if epochs and n else float("nan")
+
+
+retained_fraction = sample_pass_fraction  # the old name (benchmarks/dynamic.py); it meant the pass share

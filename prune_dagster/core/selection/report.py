@@ -13,18 +13,22 @@ from __future__ import annotations
 import base64
 import io
 import math
+import textwrap
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from prune_dagster.core.errors import ConfigError
+from prune_dagster.core.params import Params
 
 BASELINE = "random"
-TABLE_COLUMNS = ["strategy", "fraction", "retained_fraction", "n_train", "n_seeds", "mean_accuracy",
-                 "std_accuracy", "sem_accuracy", "train_seconds"]
+TITLE_WIDTH = 90  # characters per title line: what fits the 7.5-inch figure at font size 10
+TABLE_COLUMNS = ["strategy", "fraction", "kept_fraction_of_cleaned", "sample_pass_fraction", "n_train", "n_seeds",
+                 "mean_accuracy", "std_accuracy", "sem_accuracy", "train_seconds"]
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
@@ -38,8 +42,9 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
 def curve_table(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per (strategy, fraction), sorted by strategy then fraction.
 
-    Each result needs `strategy`, `fraction` and `accuracies` (one per seed); `retained_fraction`
-    (actual kept / cleaned), `n_train` and `train_seconds` (one per seed) are optional.
+    Each result needs `strategy`, `fraction` (the target_fraction) and `accuracies` (one per seed);
+    `kept_fraction_of_cleaned`, `sample_pass_fraction` (see core/selection/fractions.py), `n_train`
+    and `train_seconds` (one per seed) are optional.
     """
     rows = []
     for r in results:
@@ -51,7 +56,8 @@ def curve_table(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         rows.append({
             "strategy": str(r["strategy"]),
             "fraction": float(r["fraction"]),
-            "retained_fraction": float(r.get("retained_fraction", r["fraction"])),
+            "kept_fraction_of_cleaned": float(r.get("kept_fraction_of_cleaned", r["fraction"])),
+            "sample_pass_fraction": float(r.get("sample_pass_fraction", 1.0)),
             "n_train": int(r.get("n_train", 0)),
             "n_seeds": len(acc),
             "mean_accuracy": mean,
@@ -211,9 +217,9 @@ def figure(table: pd.DataFrame, rec: Recommendation | None = None, aucs: Mapping
             ax.plot([rec.fraction], [rec.accuracy * 100], marker="*", markersize=16, color="gold",
                     markeredgecolor="black", linestyle="none",
                     label=f"recommended: {rec.fraction:g} by {rec.strategy}")
-    ax.set_xlabel("retained fraction of the cleaned training set")
+    ax.set_xlabel("target_fraction: share of the cleaned training set kept (dynamic: of the sample passes)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title, fontsize=10)
+    ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=10)  # one long line would run off the figure
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
@@ -231,13 +237,62 @@ def markdown_image(png: bytes, alt: str = "figure") -> str:
 
 
 def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
-    """A GitHub-style Markdown table (no tabulate dependency)."""
+    """A GitHub-style Markdown table (no tabulate dependency); '|' inside a cell is escaped."""
     def cell(v: Any) -> str:
         if isinstance(v, float | np.floating):
             return "" if math.isnan(v) else f"{v:.{digits}g}" if abs(v) >= 10 else f"{v:.{digits}f}"
-        return str(v)
+        return str(v).replace("|", "\\|")  # a '|' in a value (partition keys '0.1|el2n') would split the cell
 
-    head = "| " + " | ".join(map(str, frame.columns)) + " |"
+    head = "| " + " | ".join(cell(str(c)) for c in frame.columns) + " |"
     sep = "|" + "|".join("---" for _ in frame.columns) + "|"
     body = ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join([head, sep, *body])
+
+
+class ReportParams(Params):
+    """How the pruning report picks its recommended fraction."""
+
+    tolerance: float = Field(0.005, ge=0, le=1, description="Recommended = the smallest fraction whose mean accuracy "
+                                                            "stays within this of full data (0.005 = 0.5 points).")
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    """Everything the pruning report shows, computed from the sweep's partition results."""
+
+    table: pd.DataFrame  # curve_table
+    frame: pd.DataFrame  # report_frame: what pruning_report.csv holds
+    aucs: dict[str, float]
+    rec: Recommendation
+    versus: pd.DataFrame
+    schedule: str
+    epochs: int
+    sweep_ids: list[str]
+    title: str
+
+    def summary(self, n_expected: int) -> dict[str, Any]:
+        """What pruning_report.json holds."""
+        return {"recommendation": self.rec.as_dict(), "auc": self.aucs, "sweep_ids": self.sweep_ids,
+                "schedule": self.schedule, "epochs_full_data": self.epochs, "n_partitions": len(self.table),
+                "n_partitions_expected": n_expected, "versus_random": self.versus.to_dict(orient="records")}
+
+
+def sweep_report(results: Iterable[Mapping[str, Any]], tolerance: float) -> SweepReport:
+    """The report over the sweep's results (each as `core.selection.sweep.partition_result` makes it)."""
+    results = list(results)
+    if not results:
+        raise ConfigError("no sweep_models partition is materialized yet; run sweep_job or backfill sweep_models")
+    schedules = {(r["schedule"], r["epochs_full_data"]) for r in results}
+    if len(schedules) > 1:
+        raise ConfigError(f"sweep partitions were trained under different schedules {sorted(schedules)}: the "
+                          "curves would not be comparable; rerun the sweep with one schedule")
+    schedule, epochs = schedules.pop()
+    table = curve_table(results)
+    aucs = area_under_curves(table)
+    rec = recommend(table, tolerance)
+    n_seeds = "/".join(map(str, sorted(set(table["n_seeds"]))))
+    title = (f"Test accuracy against retained fraction ({results[0].get('n_clean', '?')} cleaned samples; "
+             f"{schedule}, {epochs} epochs at full data; mean ± std over {n_seeds} seeds)")
+    return SweepReport(table=table, frame=report_frame(table, rec, aucs), aucs=aucs, rec=rec,
+                       versus=versus_baseline(table), schedule=schedule, epochs=int(epochs),
+                       sweep_ids=sorted({str(r.get("sweep_id", "")) for r in results}), title=title)

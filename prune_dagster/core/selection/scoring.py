@@ -16,6 +16,8 @@ ccs                EL2N                                                         
 With `per_class` the budget is round(fraction * n_c) in every class (at least one per non-empty
 class), so pruning never drops a class; otherwise round(fraction * n) over the whole set.
 Positions index the arrays given in; the caller maps them back to ids. No Dagster here.
+The settings (`ScoreParams`, `PruneParams`) live in `strategies.py`, the selection rules (budgets,
+ranking, CCS strata) in `select.py`; both are re-exported here.
 
 Scale: every fit is bounded by `fit_sample` (default 50,000; 0 = no bound). When N is larger, the
 scoring runs (EL2N, forgetting, CCS, CNN prototypes) train on one seeded, class-stratified subset of
@@ -53,71 +55,35 @@ drops Spearman to 0.67, which is why the cap keeps `score_epochs` rather than ma
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
 
 from prune_dagster.core.embedding.pca import pca_embed
-from prune_dagster.core.errors import ConfigError, DatasetError
+from prune_dagster.core.errors import DatasetError
 from prune_dagster.core.infra.parallel import row_blocks
+from prune_dagster.core.selection.select import budget, ccs_select, select_from_scores
+from prune_dagster.core.selection.strategies import (
+    DEFAULT_SCORING,
+    EMBEDDINGS,
+    STRATEGIES,
+    PruneParams,
+    ScoreConfig,
+    ScoreParams,
+    check_config,
+    check_fraction,
+    check_strategy,
+)
 from prune_dagster.core.training.model import PruneCNN
 from prune_dagster.core.training.train import TrainConfig, default_threads, to_tensor, train_cnn
 
-STRATEGIES: tuple[str, ...] = ("random", "el2n", "forgetting", "prototype_easy", "prototype_hard", "ccs")
-EMBEDDINGS: tuple[str, ...] = ("pca", "cnn")
+# Re-exported: callers import the whole score-based pruning API from here.
+__all__ = ["EMBEDDINGS", "STRATEGIES", "PruneParams", "ScoreConfig", "ScoreParams", "budget", "ccs_select",
+           "centroid_distances", "check_config", "compute_scores", "el2n_scores", "fit_subset", "forgetting_scores",
+           "prune_to_fraction", "select_from_scores"]
 
-# Strategies that keep the lowest scores; every other one keeps the highest, except ccs (strata).
-_KEEP_LOWEST = frozenset({"prototype_easy"})
 PCA_COMPONENTS = 32
-
-
-@dataclass(frozen=True)
-class ScoreConfig:
-    score_epochs: int = 5  # epochs of each short scoring training run (EL2N, forgetting)
-    score_seeds: int = 3  # scoring runs averaged (EL2N and forgetting), seeds seed .. seed+score_seeds-1
-    per_class: bool = True  # keep round(fraction * n_c) in every class (stratified budget)
-    n_clusters: int = 0  # prototype: k-means clusters per class, 0 = automatic
-    ccs_beta: float = 0.1  # CCS: share of hardest samples dropped first (mislabelled/ambiguous)
-    ccs_strata: int = 50  # CCS: number of score strata
-    batch_size: int = 64
-    lr: float = 1e-3
-    prototype_embedding: str = "pca"  # "pca": masked pixels → PCA; "cnn": penultimate layer of a scoring run
-    fit_sample: int = 50_000  # scoring runs and k-means fit on at most this many samples (stratified); 0 = all
-
-
-def check_config(config: ScoreConfig) -> None:
-    """Raise ConfigError naming the first setting out of range."""
-    checks = (
-        (config.score_epochs >= 1, f"score_epochs={config.score_epochs}; expected an integer >= 1"),
-        (config.score_seeds >= 1, f"score_seeds={config.score_seeds}; expected an integer >= 1"),
-        (config.n_clusters >= 0, f"n_clusters={config.n_clusters}; expected 0 (automatic) or >= 1"),
-        (0.0 <= config.ccs_beta < 1.0, f"ccs_beta={config.ccs_beta}; expected a share in [0, 1)"),
-        (config.ccs_strata >= 1, f"ccs_strata={config.ccs_strata}; expected an integer >= 1"),
-        (config.batch_size >= 1, f"batch_size={config.batch_size}; expected an integer >= 1"),
-        (config.lr > 0, f"lr={config.lr}; expected a learning rate > 0"),
-        (config.fit_sample >= 0, f"fit_sample={config.fit_sample}; expected 0 (no bound) or an integer >= 1"),
-        (config.prototype_embedding in EMBEDDINGS,
-         f"prototype_embedding={config.prototype_embedding!r}; expected one of {', '.join(EMBEDDINGS)}"),
-    )
-    for ok, message in checks:
-        if not ok:
-            raise ConfigError(message)
-
-
-def _check_strategy(strategy: str) -> None:
-    if strategy not in STRATEGIES:
-        raise ConfigError(f"strategy={strategy!r}: unknown pruning strategy; expected one of {', '.join(STRATEGIES)}")
-
-
-def _check_fraction(fraction: float) -> None:
-    try:
-        ok = 0.0 < float(fraction) <= 1.0  # NaN fails both comparisons
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise ConfigError(f"fraction={fraction!r}: the retained fraction must be in (0, 1]; 1.0 keeps everything")
 
 
 def _check_data(images: np.ndarray, labels: np.ndarray, n_classes: int) -> None:
@@ -137,7 +103,7 @@ def _check_data(images: np.ndarray, labels: np.ndarray, n_classes: int) -> None:
 # predict_proba's 2048: oneDNN picks kernels by batch size, so another size would change the last bits
 # of today's scores.
 INFER_BATCH = 512
-# Torch threads for the scoring runs unless PRUNE_TORCH_THREADS says otherwise. Batches of 64 tiny
+# Torch threads for the scoring runs unless train.set_default_threads says otherwise. Batches of 64 tiny
 # images leave two threads mostly synchronising: one epoch over 10k samples took 1.9 s on one thread
 # and 11.2 s on two on this 2-core machine with one other busy process (benchmarks/scale.py's setting).
 SCORING_THREADS = 1
@@ -178,7 +144,7 @@ def _infer(model: PruneCNN, images: np.ndarray, batch_size: int, embed: bool = F
     return out
 
 
-def _scoring_runs(images: np.ndarray, labels: np.ndarray, n_classes: int, config: ScoreConfig, seed: int,
+def _scoring_runs(images: np.ndarray, labels: np.ndarray, n_classes: int, config: ScoreParams, seed: int,
                   feature_mask: np.ndarray | None, track_epochs: bool, need_proba: bool = True,
                   ) -> tuple[np.ndarray | None, np.ndarray | None, list[PruneCNN]]:
     """Train `score_seeds` short runs (seeds seed+k), shared by EL2N, forgetting, CCS and CNN prototypes.
@@ -197,7 +163,7 @@ def _scoring_runs(images: np.ndarray, labels: np.ndarray, n_classes: int, config
         torch.set_num_threads(previous)  # the setting is process-wide: leave later steps theirs
 
 
-def _scoring_runs_on(images: np.ndarray, labels: np.ndarray, n_classes: int, config: ScoreConfig, seed: int,
+def _scoring_runs_on(images: np.ndarray, labels: np.ndarray, n_classes: int, config: ScoreParams, seed: int,
                      feature_mask: np.ndarray | None, track_epochs: bool, need_proba: bool, threads: int,
                      ) -> tuple[np.ndarray | None, np.ndarray | None, list[PruneCNN]]:
     subset = fit_subset(labels, config.fit_sample, seed)
@@ -293,11 +259,11 @@ def centroid_distances(embedding: np.ndarray, n_clusters: int = 0, seed: int = 0
     return _nearest_distance(x, centres)
 
 
-def _prototype_scores(images: np.ndarray, labels: np.ndarray, n_classes: int, config: ScoreConfig, seed: int,
+def _prototype_scores(images: np.ndarray, labels: np.ndarray, n_classes: int, config: ScoreParams, seed: int,
                       feature_mask: np.ndarray | None) -> np.ndarray:
     capped = 0 < config.fit_sample < len(labels)
     if config.prototype_embedding == "cnn":
-        one_run = replace(config, score_seeds=1)
+        one_run = config.model_copy(update={"score_seeds": 1})
         _, _, models = _scoring_runs(images, labels, n_classes, one_run, seed, feature_mask, track_epochs=False,
                                      need_proba=False)
         emb = _infer(models[0], images, INFER_BATCH if capped else _EXACT_BATCH, embed=True)
@@ -318,7 +284,7 @@ def _prototype_scores(images: np.ndarray, labels: np.ndarray, n_classes: int, co
 
 
 def compute_scores(strategy: str, images: np.ndarray, labels: np.ndarray, n_classes: int,
-                   config: ScoreConfig = ScoreConfig(), seed: int = 0,
+                   config: ScoreParams = DEFAULT_SCORING, seed: int = 0,
                    feature_mask: np.ndarray | None = None) -> np.ndarray:
     """Per-sample difficulty score, float64 of length N, higher = harder (see the module table).
 
@@ -326,7 +292,7 @@ def compute_scores(strategy: str, images: np.ndarray, labels: np.ndarray, n_clas
     forgetting events (never learned = `score_epochs`). prototype_*: distance to the nearest
     per-class centroid in the PCA (or CNN) embedding.
     """
-    _check_strategy(strategy)
+    check_strategy(strategy)
     check_config(config)
     labels = np.asarray(labels, dtype=np.int64)
     _check_data(images, labels, n_classes)
@@ -345,101 +311,16 @@ def compute_scores(strategy: str, images: np.ndarray, labels: np.ndarray, n_clas
     return _prototype_scores(images, labels, n_classes, config, seed, feature_mask)
 
 
-# ---------------------------------------------------------------- selection
-
-
-def budget(fraction: float, n: int) -> int:
-    """round(fraction * n) (Python's round, as `stratified_split` uses), at least 1 for a non-empty group."""
-    if n == 0:
-        return 0
-    return max(1, min(n, round(fraction * n)))
-
-
-def _groups(labels: np.ndarray, n_classes: int, per_class: bool) -> list[np.ndarray]:
-    """The sets of positions that each get their own budget."""
-    if not per_class:
-        return [np.arange(len(labels))]
-    return [m for c in range(n_classes) if len(m := np.flatnonzero(labels == c))]
-
-
-def _ranked(members: np.ndarray, scores: np.ndarray, rng: np.random.Generator, hardest_first: bool) -> np.ndarray:
-    """Members sorted by score; ties in seeded random order rather than by position."""
-    shuffled = rng.permutation(members)
-    key = -scores[shuffled] if hardest_first else scores[shuffled]
-    return shuffled[np.argsort(key, kind="stable")]
-
-
-def ccs_select(members: np.ndarray, scores: np.ndarray, k: int, beta: float, n_strata: int,
-               rng: np.random.Generator) -> np.ndarray:
-    """Coverage-centric selection (Zheng et al. 2023) of `k` of `members`.
-
-    Drop the hardest `beta` share (capped so k stay available), cut the remaining score range into
-    `n_strata` equal-width strata and visit them from the smallest: each gets min(size, budget left /
-    strata left) random members. Small strata are taken whole, so easy, medium and hard regions all
-    stay covered even at 90% pruning, where hardest-only selection keeps just the hard tail.
-    """
-    n = len(members)
-    if k >= n:
-        return members
-    n_drop = min(round(beta * n), n - k)
-    pool = _ranked(members, scores, rng, hardest_first=True)[n_drop:]
-    s = scores[pool]
-    lo, hi = float(s.min()), float(s.max())
-    width = (hi - lo) / n_strata
-    stratum = np.zeros(len(pool), dtype=np.int64) if width <= 0 else np.minimum(
-        ((s - lo) / width).astype(np.int64), n_strata - 1)
-    strata = [pool[stratum == b] for b in range(n_strata)]
-    strata = sorted((st for st in strata if len(st)), key=len)  # stable: equal sizes stay in score order
-    chosen, left = [], k
-    for i, st in enumerate(strata):
-        take = min(len(st), left // (len(strata) - i))
-        chosen.append(rng.choice(st, size=take, replace=False))
-        left -= take
-    picked = np.concatenate(chosen) if chosen else np.zeros(0, dtype=np.int64)
-    if left > 0:  # cannot happen with the smallest-first order; kept as a guard against rounding
-        rest = np.setdiff1d(pool, picked)
-        picked = np.concatenate([picked, rng.choice(rest, size=min(left, len(rest)), replace=False)])
-    return picked
-
-
-def select_from_scores(strategy: str, scores: np.ndarray, labels: np.ndarray, n_classes: int, fraction: float,
-                       seed: int = 0, config: ScoreConfig = ScoreConfig()) -> np.ndarray:
-    """Positions kept for `fraction` given precomputed scores, sorted ascending (int64).
-
-    Lets a caller score once and select several fractions.
-    """
-    _check_strategy(strategy)
-    check_config(config)
-    _check_fraction(fraction)
-    labels = np.asarray(labels, dtype=np.int64)
-    scores = np.asarray(scores, dtype=np.float64)
-    if len(scores) != len(labels):
-        raise DatasetError(f"{len(scores)} scores for {len(labels)} labels; expected one score per sample")
-    if fraction >= 1.0:
-        return np.arange(len(labels), dtype=np.int64)
-    # Selection randomness (ties, CCS draws) is seeded apart from the random strategy's scores.
-    rng = np.random.default_rng([seed, 1])
-    kept = []
-    for members in _groups(labels, n_classes, config.per_class):
-        k = budget(fraction, len(members))
-        if strategy == "ccs":
-            kept.append(ccs_select(members, scores, k, config.ccs_beta, config.ccs_strata, rng))
-        else:
-            kept.append(_ranked(members, scores, rng, hardest_first=strategy not in _KEEP_LOWEST)[:k])
-    out = np.concatenate(kept) if kept else np.zeros(0, dtype=np.int64)
-    return np.sort(out).astype(np.int64)
-
-
 def prune_to_fraction(strategy: str, images: np.ndarray, labels: np.ndarray, n_classes: int,
-                      fraction: float, seed: int = 0, config: ScoreConfig = ScoreConfig(),
+                      fraction: float, seed: int = 0, config: ScoreParams = DEFAULT_SCORING,
                       feature_mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Keep `fraction` of the set by `strategy`: (kept positions sorted ascending int64, scores float64).
 
     Scores are computed even at fraction 1.0 (which keeps everything) so the caller can always log them.
     """
-    _check_strategy(strategy)
+    check_strategy(strategy)
     check_config(config)
-    _check_fraction(fraction)
+    check_fraction(fraction)
     scores = compute_scores(strategy, images, labels, n_classes, config, seed, feature_mask)
     kept = select_from_scores(strategy, scores, labels, n_classes, fraction, seed, config)
     return kept, scores

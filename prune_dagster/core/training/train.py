@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,19 +9,32 @@ from typing import Protocol
 
 import numpy as np
 import torch
+from pydantic import Field
 from torch import nn
 
+from prune_dagster.core.params import Params
 from prune_dagster.core.training.model import PruneCNN
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    seed: int = 0
-    threads: int = 0  # 0: torch's default (one per core)
+class OptimizerParams(Params):
+    """How long and how fast the document's CNN is fitted (Adam on per-sample cross-entropy)."""
+
+    epochs: int = Field(20, ge=1, description="Epochs over the training set (the sweep: over the full cleaned set).")
+    batch_size: int = Field(64, ge=1, description="Samples per optimisation step.")
+    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay (L2 penalty); 0 = none.")
+
+
+class TrainParams(OptimizerParams):
+    """One training run of the CNN: the optimiser settings plus the seed and torch's thread count."""
+
+    seed: int = Field(0, ge=0, description="Seeds the initial weights and the visiting order.")
+    threads: int = Field(0, ge=0, description="torch intra-op threads while training; 0 = the process default.")
+
+
+# The name callers used before the settings became a validated model; same fields, same meaning.
+TrainConfig = TrainParams
+DEFAULT_TRAINING = TrainParams()  # the defaults, as one immutable value for argument defaults
 
 
 class EpochPlan(Protocol):
@@ -60,7 +72,7 @@ def train_cnn(
     images: np.ndarray,
     labels: np.ndarray,
     n_classes: int,
-    config: TrainConfig = TrainConfig(),
+    config: TrainParams = DEFAULT_TRAINING,
     feature_mask: np.ndarray | None = None,
     epoch_plan: EpochPlan | None = None,
     on_epoch: Callable[[int, PruneCNN], None] | None = None,
@@ -118,5 +130,15 @@ def accuracy(model: PruneCNN, images: np.ndarray, labels: np.ndarray) -> float:
     return float((predict_proba(model, images).argmax(1) == np.asarray(labels)).mean())
 
 
+# Torch threads are process-wide, so this setting is too: the caller (the Dagster `engine` resource)
+# sets it once per run; 0 = leave torch's own choice.
+_default_threads = 0
+
+
+def set_default_threads(n: int) -> None:
+    global _default_threads
+    _default_threads = max(0, int(n))
+
+
 def default_threads() -> int:
-    return int(os.environ.get("PRUNE_TORCH_THREADS", "0"))
+    return _default_threads

@@ -7,35 +7,31 @@ import numpy as np
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.export import export_dataset, write_selection
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
-from prune_dagster.core.selection.scoring import ScoreConfig, prune_to_fraction
-from prune_dagster.defs.assets.common import StepConfig, run_step
+from prune_dagster.core.selection.scoring import prune_to_fraction
+from prune_dagster.core.selection.strategies import PruneParams
+from prune_dagster.defs.assets.common import run_step
+from prune_dagster.defs.config import dagster_config, to_params
 from prune_dagster.defs.engine import ComputeEngine
 from prune_dagster.defs.resources import OutputStore
 from prune_dagster.defs.summary import selection_summary
 
-
-class PruneConfig(StepConfig):
-    strategy: str = "el2n"  # random | el2n | forgetting | prototype_easy | prototype_hard | ccs
-    retained_fraction: float = 0.8  # share of the cleaned set to keep, in (0, 1]
-    score_epochs: int = 5
-    score_seeds: int = 3
-    per_class: bool = True
-    seed: int = 0
+PruneConfig = dagster_config(PruneParams, doc="Score-based pruning of the cleaned set to a retained fraction "
+                                              "(core PruneParams: strategy, retained_fraction, scoring settings).")
 
 
 def score_prune(config: PruneConfig, n_classes: int, feature_mask: np.ndarray | None,
                 engine: ComputeEngine | None = None):
+    params = to_params(config, PruneParams)
+
     def compute(ids: np.ndarray, images: np.ndarray, labels: np.ndarray) -> StepResult:
-        score_config = ScoreConfig(score_epochs=config.score_epochs, score_seeds=config.score_seeds,
-                                   per_class=config.per_class)
-        prune = engine.supply(prune_to_fraction) if engine is not None else prune_to_fraction
-        kept, scores = prune(config.strategy, images, labels, n_classes, config.retained_fraction,
-                             config.seed, score_config, feature_mask)
+        # prune_to_fraction has no `mapper`: scoring runs in this process, not through the engine
+        kept, scores = prune_to_fraction(params.strategy, images, labels, n_classes, params.retained_fraction,
+                                         params.seed, params, feature_mask)
         out = np.ones(len(ids), dtype=bool)
         out[kept] = False
-        removed = removed_frame(ids[out], f"{config.strategy}_below_cutoff", scores[out])
-        return StepResult(removed=removed, metadata={"strategy": config.strategy,
-                                                     "target_fraction": config.retained_fraction})
+        removed = removed_frame(ids[out], f"{params.strategy}_below_cutoff", scores[out])
+        return StepResult(removed=removed, metadata={"strategy": params.strategy,
+                                                     "target_fraction": params.retained_fraction})
     return compute
 
 

@@ -8,16 +8,20 @@ from typing import Any
 import dagster as dg
 import numpy as np
 import pandas as pd
+from pydantic import Field
 
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.export import write_selection
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
-from prune_dagster.core.selection.dynamic import make_epoch_plan
+from prune_dagster.core.selection.dynamic import DynamicParams, make_epoch_plan
+from prune_dagster.core.selection.fractions import selection_fractions
+from prune_dagster.core.training.inputs import training_arrays, training_ids
 from prune_dagster.core.training.model import PruneCNN
-from prune_dagster.core.training.train import TrainConfig, accuracy, default_threads, predict_proba, train_cnn
+from prune_dagster.core.training.train import TrainParams, accuracy, default_threads, predict_proba, train_cnn
 from prune_dagster.defs.assets.common import to_metadata
-from prune_dagster.defs.resources import MlflowResource, OutputStore
-from prune_dagster.defs.summary import score_step_fraction, selection_summary
+from prune_dagster.defs.config import dagster_config
+from prune_dagster.defs.resources import MlflowResource, OutputStore, model_name
+from prune_dagster.defs.summary import selection_summary
 
 
 @dataclass
@@ -36,40 +40,17 @@ class TrainedModel:
         return model.eval()
 
 
-class TrainConfigDg(dg.Config):
-    epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    seed: int = 0
-    log_model: bool = True  # log the model to MLflow (pt2 format, with signature and input example)
-    dynamic: str = "none"  # none | infobatch: prune during training from per-sample losses
-    prune_ratio: float = 0.5  # infobatch: share of below-mean-loss samples skipped each epoch
-    delta: float = 0.875  # infobatch: the full set is used from delta * epochs on
-    feedback: bool = False  # drop samples whose loss stays in the top tail (ledger step dynamic_feedback)
+class TrainConfig(dagster_config(TrainParams), dagster_config(DynamicParams)):
+    """How trained_model trains the CNN: the core TrainParams and DynamicParams (one definition each),
+    plus whether the model itself is logged. `threads` 0: the process default."""
+
+    log_model: bool = Field(True, description="Log the model to MLflow (with signature and input example).")
 
 
-def training_ids(selection: Selection) -> np.ndarray:
-    """Ids in the order of `training_arrays`: kept originals (dataset order), then synthetic ones."""
-    return selection.kept_ids if selection.synthetic is None else np.concatenate(
-        [selection.kept_ids, selection.synthetic.ids])
-
-
-def training_arrays(dataset: Dataset, selection: Selection,
-                    positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Kept original samples (or the dataset rows at `positions`) plus any synthetic ones."""
-    pos = dataset.index_of(selection.kept_ids) if positions is None else positions
-    images, labels = dataset.images[pos], dataset.labels[pos]
-    if selection.synthetic is not None and len(selection.synthetic.ids):
-        images = np.concatenate([images, selection.synthetic.images])
-        labels = np.concatenate([labels, selection.synthetic.labels])
-    return images, labels
-
-
-def strategy_name(selection: Selection, config: "TrainConfigDg") -> str:
+def strategy_name(selection: Selection, config: TrainConfig) -> str:
     """e.g. `el2n`, `el2n+infobatch`, `infobatch+feedback` (static step off), or `none`."""
-    record = next((r for r in selection.history if r["step"] == "pruned_dataset"), None)
-    parts = [record["config"]["strategy"]] if record and record["config"].get("enabled", True) else []
+    record = selection.record("pruned_dataset")
+    parts = [record.config["strategy"]] if record and record.config.get("enabled", True) else []
     if config.dynamic != "none":
         parts += [config.dynamic] + (["feedback"] if config.feedback else [])
     return "+".join(parts) or "none"
@@ -78,60 +59,55 @@ def strategy_name(selection: Selection, config: "TrainConfigDg") -> str:
 def step_params(selection: Selection) -> dict[str, str]:
     params = {}
     for record in selection.history:
-        for key, value in record["config"].items():
-            params[f"{record['step']}.{key}"] = str(value)
+        for key, value in record.config.items():
+            params[f"{record.step}.{key}"] = str(value)
     return params
 
 
+def feedback_rows(selection: Selection, plan: Any) -> pd.DataFrame | None:
+    """Ledger rows of the samples dynamic feedback removal dropped (synthetic ones have no row)."""
+    if plan is None or not plan.removed:
+        return None
+    original = [r for r in plan.removed if r.position < len(selection.kept_ids)]
+    return removed_frame(training_ids(selection)[[r.position for r in original]], "persistent_high_loss",
+                         [r.score for r in original])
+
+
 @dg.asset(group_name="training", kinds={"pytorch", "mlflow"})
-def trained_model(context: dg.AssetExecutionContext, config: TrainConfigDg, raw_dataset: Dataset,
+def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, raw_dataset: Dataset,
                   pruned_dataset: Selection, mlflow: MlflowResource) -> dg.Output[TrainedModel]:
     """Trains the document's CNN (3x3 conv 64 + ReLU + 2x2 max pool + FC 128 + ReLU + FC classes) on
-    the pruned data and opens its MLflow run: parameters of every step, training metrics, the model."""
-    import mlflow as mlf
-
+    the pruned data and opens its MLflow run: parameters of every step, training metrics, the model.
+    The fractions it logs (`retained_fraction` = `kept_fraction_of_train`, ...) are defined in
+    core/selection/fractions.py."""
     mlflow.check_reachable()  # before minutes of training, not after
     images, labels = training_arrays(raw_dataset, pruned_dataset)
-    cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                      weight_decay=config.weight_decay, seed=config.seed, threads=default_threads())
+    cfg = TrainParams(**{k: getattr(config, k) for k in TrainParams.model_fields})
+    cfg = cfg.model_copy(update={"threads": config.threads or default_threads()})
     plan = make_epoch_plan(config.dynamic, len(labels), prune_ratio=config.prune_ratio, delta=config.delta,
                            feedback=config.feedback, seed=config.seed)
     result = train_cnn(images, labels, raw_dataset.n_classes, cfg, pruned_dataset.feature_mask, epoch_plan=plan)
-    feedback = None
-    if plan is not None and plan.removed:
-        n_orig = len(pruned_dataset.kept_ids)
-        original = [r for r in plan.removed if r.position < n_orig]  # synthetic samples have no ledger row
-        feedback = removed_frame(training_ids(pruned_dataset)[[r.position for r in original]],
-                                 "persistent_high_loss", [r.score for r in original])
-    passes_share = result.sample_passes / max(config.epochs * len(labels), 1)
+    feedback = feedback_rows(pruned_dataset, plan)
+    n_dropped = 0 if feedback is None else len(feedback)
+    fractions = selection_fractions(pruned_dataset, n_dropped=n_dropped, sample_passes=result.sample_passes,
+                                    epochs=config.epochs, n_train=len(labels))
     strategy = strategy_name(pruned_dataset, config)
     metrics = {
         "n_train": float(len(labels)),
         "train_seconds": round(result.seconds, 3),
         "sample_passes": float(result.sample_passes),
-        # share of full training on the cleaned set actually done: static fraction x dynamic passes
-        "retained_fraction": score_step_fraction(pruned_dataset) * passes_share,
-        "dynamic_passes_fraction": passes_share,
-        "n_feedback_removed": float(0 if feedback is None else len(feedback)),
-        "overall_retained_fraction": pruned_dataset.retained_fraction,
+        **fractions.as_dict(),
+        "n_feedback_removed": float(n_dropped),
         "final_train_loss": result.epoch_losses[-1] if result.epoch_losses else float("nan"),
     }
     tags = {"dagster_run_id": context.run_id, "dagster_asset": "trained_model",
             "dataset": raw_dataset.source, "dataset_digest": raw_dataset.digest()}
-    with mlflow.start_run(run_name=f"{strategy}-{metrics['retained_fraction']:.2f}", tags=tags) as run:
-        mlf.log_params({"strategy": strategy, "seed": config.seed, "epochs": config.epochs,
-                        "batch_size": config.batch_size, "lr": config.lr, "dynamic": config.dynamic,
-                        "prune_ratio": config.prune_ratio, "delta": config.delta, "feedback": config.feedback,
-                        **step_params(pruned_dataset)})
-        mlf.log_metrics(metrics)
-        for epoch, loss in enumerate(result.epoch_losses):
-            mlf.log_metric("train_loss", loss, step=epoch)
-        if config.log_model:
-            from mlflow import pytorch as mlflow_pytorch
-
-            example = np.transpose(images[:1], (0, 3, 1, 2)).astype(np.float32)
-            mlflow_pytorch.log_model(result.model, name="model", input_example=example)
-        run_id = run.info.run_id
+    params = {"strategy": strategy, **config.model_dump(exclude={"log_model"}), **step_params(pruned_dataset)}
+    example = np.transpose(images[:1], (0, 3, 1, 2)).astype(np.float32)
+    run_id = mlflow.log_training_run(
+        f"{strategy}-{fractions.target_fraction:.2f}", tags, params, metrics, losses=result.epoch_losses,
+        model=result.model if config.log_model else None, input_example=example,
+        model_name=model_name(strategy, fractions.target_fraction))
     model = TrainedModel(state_dict={k: v.clone() for k, v in result.model.state_dict().items()},
                          shape=raw_dataset.image_shape, n_classes=raw_dataset.n_classes,
                          mlflow_run_id=run_id, metrics=metrics, feedback_removed=feedback)
@@ -162,6 +138,7 @@ def model_evaluation(context: dg.AssetExecutionContext, raw_dataset: Dataset, pr
         raw_dataset, pruned_dataset, context.run_id,
         test_accuracy=round(acc, 6), per_class_accuracy=per_class,
         n_train=int(trained_model.metrics["n_train"]), train_seconds=trained_model.metrics["train_seconds"],
+        sample_pass_fraction=trained_model.metrics.get("sample_pass_fraction", 1.0),
         mlflow_run_id=trained_model.mlflow_run_id, mlflow_tracking_uri=mlflow.uri(),
     )
     folder = output_store.run_folder(context.run_id)

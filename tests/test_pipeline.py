@@ -26,6 +26,8 @@ OLD_DEFAULTS = {
     "class_balanced": {"enabled": True, "sampler": "smote", "max_imbalance": 2.0, "seed": 0},
     "features_selected": {"enabled": True, "method": "variance", "threshold": 0.0, "keep_fraction": 0.75,
                           "measure": True, "seed": 0},
+    "pruned_dataset": {"enabled": True, "strategy": "el2n", "retained_fraction": 0.8, "score_epochs": 5,
+                       "score_seeds": 3, "per_class": True, "seed": 0},
 }
 CONFIGS = {
     "validated": "prune_dagster.defs.assets.ingest.ValidateConfig",
@@ -35,8 +37,9 @@ CONFIGS = {
     "label_noise_removed": "prune_dagster.defs.assets.cleaning.LabelNoiseConfig",
     "class_balanced": "prune_dagster.defs.assets.shaping.BalanceConfig",
     "features_selected": "prune_dagster.defs.assets.shaping.FeatureConfig",
+    "pruned_dataset": "prune_dagster.defs.assets.selection.PruneConfig",
 }
-STEPS_WITH_PARAMS = [s for s in pipeline.PIPELINE if s.params is not None]
+STEPS_WITH_PARAMS = list(pipeline.PIPELINE)
 
 
 def config_class(step):
@@ -117,3 +120,18 @@ def test_supply_refuses_a_function_without_a_mapper_parameter():
         engine.supply(renamed)
     assert engine.supply(good)([]) == (serial_map, 8)
     assert ComputeEngine(address="in-process", block_rows=3).supply(good)([])[1] == 3
+
+
+def test_every_step_asset_takes_its_declared_params():
+    """The Launchpad shows what the pipeline declares: each step asset's config fields and defaults are
+    exactly its Params model's (one definition, no copy to drift)."""
+    from prune_dagster.definitions import defs
+
+    for entry in pipeline.PIPELINE:
+        op_def = defs.resolve_assets_def(entry.asset).op
+        fields = op_def.config_schema.as_field().config_type.fields
+        declared = entry.params.model_fields
+        assert set(fields) == set(declared), entry.asset
+        for name, field in declared.items():
+            assert fields[name].default_value == field.default, (entry.asset, name)
+            assert fields[name].description == field.description, (entry.asset, name)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from prune_dagster.core.params import Params
+from prune_dagster.core.selection.strategies import PruneParams
 from prune_dagster.core.steps import balance, dedup, features, label_noise, near_dup, outliers, validate
 
 
@@ -24,7 +25,7 @@ class Step:
 
     asset: str
     stage: str
-    params: type[Params] | None  # None: the step's settings are declared with its asset
+    params: type[Params]  # the step's settings; its Dagster Config is made from this model
     removal_floor: float | None  # the largest share of its input it may remove; None: unchecked
     score_meaning: str  # what the ledger's `score` is for this step's rows
     freeze: Callable[..., Any] | None = None  # (OldRun, params, mapper) -> what the index keeps
@@ -51,7 +52,7 @@ PIPELINE: tuple[Step, ...] = (
     Step("features_selected", "shaping", features.FeatureParams, None, features.SCORE_MEANING,
          features.freeze, features.decide),
     # Score-based pruning ranks the whole set: new samples are kept and re-ranked at the next full prune.
-    Step("pruned_dataset", "selection", None, None,
+    Step("pruned_dataset", "selection", PruneParams, None,
          "the strategy's per-sample score (EL2N: mean L2 norm of softmax - one-hot; forgetting: events; "
          "prototype: distance to the nearest centroid; random: a uniform draw); removed: beyond the cutoff"),
 )

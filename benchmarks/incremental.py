@@ -27,12 +27,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from prune_dagster.core import pipeline  # noqa: E402
 from prune_dagster.core.data.sources import load_source  # noqa: E402
 from prune_dagster.core.incremental import PruneIndex  # noqa: E402
 from prune_dagster.fixtures.synthetic import clean_variants, digit_images, make_scale_dataset  # noqa: E402
 
-GRAPH = ["raw_dataset", "validated", "exact_deduplicated", "near_deduplicated", "outliers_removed",
-         "label_noise_removed", "class_balanced", "features_selected"]
+GRAPH = ["raw_dataset", *(step.asset for step in pipeline.cleaning_steps())]
 
 
 def full_prune(folder: Path, tmp: Path):

@@ -113,7 +113,7 @@ def detection(folder: Path, selection) -> dict[str, dict]:
     gone: set[str] = set()
     out: dict[str, dict] = {}
     for record in selection.history:
-        step = record["step"]
+        step = record.step
         removed = removed_by.get(step, set())
         defect = CLEANING.get(step)
         if defect is not None:

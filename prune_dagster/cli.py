@@ -1,4 +1,8 @@
-"""`prune-dagster run`: materialize the whole graph on a persistent Dagster instance and print a summary."""
+"""`prune-dagster run`: materialize the whole graph on a persistent Dagster instance and print a summary.
+
+Command-line settings become Dagster run config (`--dataset` is `raw_dataset.source`, `--set A.K=V` is
+`ops.A.config.K`), checked against the job's config schema and every step's bounds before anything runs.
+"""
 
 from __future__ import annotations
 
@@ -15,12 +19,16 @@ from prune_dagster import paths
 from prune_dagster.core.infra.locks import file_lock
 
 
+class UsageError(Exception):
+    """A mistake on the command line: printed as one line, exit code 2, before anything runs."""
+
+
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     """`asset.key=value` → Dagster run config ({"ops": {asset: {"config": {key: value}}}})."""
     ops: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair or "." not in pair.split("=", 1)[0]:
-            raise SystemExit(f"--set {pair!r}: expected ASSET.KEY=VALUE, e.g. pruned_dataset.retained_fraction=0.5")
+            raise UsageError(f"--set {pair!r}: expected ASSET.KEY=VALUE, e.g. pruned_dataset.retained_fraction=0.5")
         key, raw = pair.split("=", 1)
         asset, field = key.split(".", 1)
         try:
@@ -29,6 +37,69 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
             value = raw
         ops.setdefault(asset, {"config": {}})["config"][field] = value
     return {"ops": ops} if ops else {}
+
+
+def shown(value: Any) -> str:
+    """A value as the user typed it after `=`."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def check_overrides(job: Any, ops: dict[str, Any]) -> None:
+    """Refuse a setting the job does not have or a value it does not accept, naming what it accepts."""
+    from prune_dagster.defs.config import accepts, config_class, config_errors
+
+    settable = {n.name: config_class(n.definition) for n in job.graph.nodes}
+    settable = {name: cls for name, cls in settable.items() if cls is not None}
+    for asset, entry in ops.items():
+        values = entry.get("config", {})
+        if asset not in settable:
+            name, value = next(iter(values.items()))
+            raise UsageError(f"--set {asset}.{name}={shown(value)}: {asset!r} is not a step of {job.name} "
+                             f"with settings; steps with settings: {', '.join(sorted(settable))}")
+        cls = settable[asset]
+        for name, value in values.items():
+            if name not in cls.model_fields:
+                raise UsageError(f"--set {asset}.{name}={shown(value)}: {asset} has no setting {name!r}; "
+                                 f"its settings: {', '.join(cls.model_fields)}")
+        for name, value, what in config_errors(cls, values):
+            field = cls.model_fields.get(name)
+            wants = f"{asset}.{name} accepts {accepts(field)}" if field is not None else what
+            raise UsageError(f"--set {asset}.{name}={shown(value)}: {wants}" if name
+                             else f"--set {asset}: {what}")
+
+
+def source_spec(dataset: str) -> str:
+    """A path made absolute (the source sensor re-reads it later, from another working directory);
+    built-in and registered names as given, as load_source reads them first."""
+    from prune_dagster.core.data.sources import NAMED_SOURCES
+
+    if dataset == "digits" or any(dataset.startswith(prefix) for prefix in NAMED_SOURCES):
+        return dataset
+    path = Path(dataset).expanduser()
+    if not path.exists():
+        raise UsageError(f"--dataset {dataset}: no such file or folder; expected digits, "
+                         f"{', '.join(sorted(NAMED_SOURCES))}, an .npz path or an image folder")
+    return str(path.resolve())
+
+
+def job_run_config(job: Any, args: argparse.Namespace) -> dict[str, Any]:
+    """The run config the command line asks for, checked against the job's config schema."""
+    import dagster as dg
+
+    run_config = parse_overrides(args.set)
+    check_overrides(job, run_config.get("ops", {}))
+    if args.dataset:
+        if not job.has_node_named("raw_dataset"):
+            raise UsageError(f"--dataset {args.dataset}: {job.name} does not load a source (it reads the latest "
+                             "pruned dataset); leave --dataset out or run prune_job")
+        source = run_config.setdefault("ops", {}).setdefault("raw_dataset", {"config": {}})["config"]
+        source["source"] = source_spec(args.dataset)
+    try:  # Dagster's own check of the whole run config (types, choices, every step's bounds)
+        dg.validate_run_config(job, run_config)
+    except dg.DagsterInvalidConfigError as err:
+        first = err.errors[0].message if err.errors else str(err)
+        raise UsageError(" ".join(first.split())) from None
+    return run_config
 
 
 def format_summary(summary: dict[str, Any], dagster_home: str) -> str:
@@ -41,8 +112,8 @@ def format_summary(summary: dict[str, Any], dagster_home: str) -> str:
     lines += [
         "",
         f"kept {summary['n_kept']} of {summary['n_train_split']} training samples "
-        f"(overall retained fraction {summary['overall_retained_fraction']:.3f}; "
-        f"score step kept {summary['retained_fraction']:.3f} of the cleaned set), "
+        f"(kept_fraction_of_train {summary['kept_fraction_of_train']:.3f}; "
+        f"kept_fraction_of_cleaned {summary['kept_fraction_of_cleaned']:.3f} by the score step), "
         f"{summary['n_synthetic']} synthetic",
         f"test accuracy {summary['test_accuracy']:.4f} on {summary['n_test']} held-out samples",
         f"MLflow run {summary['mlflow_run_id']} in {summary['mlflow_tracking_uri']}  (UI: make mlflow-ui)",
@@ -52,18 +123,32 @@ def format_summary(summary: dict[str, Any], dagster_home: str) -> str:
     return "\n".join(lines)
 
 
+def resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The job and its checked run config; UsageError for anything the command line got wrong."""
+    import dagster as dg
+
+    warnings.filterwarnings("ignore", category=dg.BetaWarning)
+    from prune_dagster.definitions import defs
+
+    names = sorted(j.name for j in defs.resolve_all_job_defs() if not j.name.startswith("__"))
+    if args.job not in names:
+        raise UsageError(f"--job {args.job}: expected one of {', '.join(names)}")
+    job = defs.resolve_job_def(args.job)
+    return job, job_run_config(job, args)
+
+
 def run(args: argparse.Namespace) -> int:
     default_home = str(paths.data_dir() / "dagster_home")
     os.environ.setdefault("DAGSTER_HOME", default_home)
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
     if os.environ["DAGSTER_HOME"] == default_home:  # our own home: an empty dagster.yaml = the defaults
         (Path(default_home) / "dagster.yaml").touch()
-    if args.dataset:
-        os.environ["PRUNE_DATASET"] = args.dataset
+    try:
+        job, run_config = resolve(args)
+    except UsageError as err:
+        print(f"prune-dagster: {err}", file=sys.stderr)
+        return 2
     import dagster as dg
-
-    warnings.filterwarnings("ignore", category=dg.BetaWarning)
-    from prune_dagster.definitions import defs
 
     start = time.perf_counter()
     # Two runs starting at once on a new home would race to create its SQLite tables.
@@ -72,8 +157,6 @@ def run(args: argparse.Namespace) -> int:
         instance.get_run_records(limit=1)
         instance.get_latest_materialization_event(dg.AssetKey("raw_dataset"))
     with instance:
-        job = defs.resolve_job_def(args.job)
-        run_config = parse_overrides(args.set)
         # The step-by-step event log is in the Dagster UI; the console gets warnings and the summary.
         run_config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}}
         tags = None
@@ -102,10 +185,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="prune-dagster", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("run", help="materialize the pruning graph and print a summary")
-    p.add_argument("--dataset", help="digits (default), dirty-digits, an .npz path or an image folder")
+    p.add_argument("--dataset", help="raw_dataset.source: digits, dirty-digits, an .npz path or an image folder "
+                                     "(default $PRUNE_DATASET or digits)")
     p.add_argument("--job", default="prune_job", help="prune_job (default), train_job or sweep_job")
     p.add_argument("--set", action="append", default=[], metavar="ASSET.KEY=VALUE",
-                   help="override a step's config, e.g. pruned_dataset.retained_fraction=0.5")
+                   help="override a step's config, e.g. pruned_dataset.retained_fraction=0.5; an unknown "
+                        "setting or a value it does not accept is refused before anything runs (exit code 2)")
     p.add_argument("--verbose", action="store_true", help="print Dagster's full event log")
     args = parser.parse_args(argv)
     return run(args)

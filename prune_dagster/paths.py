@@ -1,14 +1,15 @@
 """Where the project keeps what runs write: outputs, the MLflow store, the Dagster home.
 
-Everything defaults to `<project>/data/` (git-ignored) and can be moved by environment variables:
-`PRUNE_OUTPUT_DIR`, `MLFLOW_TRACKING_URI`, `DAGSTER_HOME`.
+Everything defaults to `<project>/data/` (git-ignored); the environment variables that move it are
+read in prune_dagster/settings.py (`PRUNE_DATA_DIR`, `PRUNE_OUTPUT_DIR`, `MLFLOW_TRACKING_URI`).
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
+
+from prune_dagster import settings
 
 
 def project_root() -> Path:
@@ -20,20 +21,16 @@ def project_root() -> Path:
 
 
 def data_dir() -> Path:
-    return Path(os.environ.get("PRUNE_DATA_DIR", project_root() / "data")).resolve()
+    return settings.data_dir(project_root())
 
 
 def output_dir() -> Path:
-    value = os.environ.get("PRUNE_OUTPUT_DIR")
-    return Path(value).resolve() if value else data_dir() / "outputs"
+    return settings.output_dir(data_dir())
 
 
 def tracking_uri() -> str:
     """`MLFLOW_TRACKING_URI`, else MLflow 3's embedded SQLite store at an absolute path."""
-    value = os.environ.get("MLFLOW_TRACKING_URI")
-    if value:
-        return value
-    return f"sqlite:///{data_dir() / 'mlflow.db'}"
+    return settings.tracking_uri(data_dir())
 
 
 if __name__ == "__main__":  # used by the Makefile: `python -m prune_dagster.paths tracking-uri`

@@ -52,11 +52,16 @@ def evaluate(cursor, instance):
     return list(result.run_requests or []), result.cursor
 
 
-def test_sensor_requests_one_run_per_change_and_new_images_are_pruned(prune_env, folder, digits, monkeypatch):
-    monkeypatch.setenv("PRUNE_DATASET", str(folder))
-    with dg.instance_for_test() as instance:
+def test_sensor_watches_the_source_raw_dataset_read_and_new_images_are_pruned(prune_env, folder, digits,
+                                                                               monkeypatch):
+    monkeypatch.setenv("PRUNE_DATASET", "digits")  # the default; the last run read `folder` instead
+    with dg.DagsterInstance.get() as instance:
+        assert evaluate(None, instance) == ([], None)  # before any run: built-in digits, nothing to watch
+        ops = {"raw_dataset": {"config": {"source": str(folder)}}}
+        assert defs.resolve_job_def("prune_job").execute_in_process(
+            instance=instance, run_config={"ops": ops}, asset_selection=[dg.AssetKey("raw_dataset")]).success
         requests, cursor = evaluate(None, instance)
-        assert requests == [] and cursor  # first look records the files
+        assert requests == [] and str(folder) in cursor  # first look records the files
         requests, cursor = evaluate(cursor, instance)
         assert requests == []  # nothing changed, nothing runs
         new = write_png_folder(digits.images[[1500, 1501, 1502]], digits.labels[[1500, 1501, 1502]],
@@ -64,6 +69,7 @@ def test_sensor_requests_one_run_per_change_and_new_images_are_pruned(prune_env,
         requests, cursor = evaluate(cursor, instance)
         assert len(requests) == 1 and requests[0].job_name in (None, "prune_job")
         assert json.loads(requests[0].tags["prune/changes"]) == {"added": 3, "removed": 0, "changed": 0}
+        assert requests[0].run_config["ops"]["raw_dataset"]["config"]["source"] == str(folder)  # the same source
         assert evaluate(cursor, instance)[0] == []  # and only once
     result = run_prune(folder)
     assert result.success

@@ -22,6 +22,7 @@ from dask.utils import key_split
 from distributed import Client, LocalCluster, get_task_stream
 
 from prune_dagster.core.embedding.pca import flatten, pca_embed
+from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.infra import parallel
 from prune_dagster.core.infra.parallel import ArrayRef, as_array, by_reference, serial_map, split_rows
 from prune_dagster.core.steps.label_noise import find_label_issues
@@ -249,3 +250,21 @@ def test_unreachable_scheduler_fails_the_run_naming_it(tmp_path):
 def test_malformed_address_is_refused_naming_it(address):
     with pytest.raises(EngineUnavailableError, match=address):
         ComputeEngine(address=address).start()
+
+
+def test_thread_settings_are_resource_fields_with_environment_defaults(monkeypatch):
+    from prune_dagster.core.training import train
+
+    monkeypatch.setenv("PRUNE_BLAS_THREADS", "3")
+    monkeypatch.setenv("PRUNE_TORCH_THREADS", "2")
+    assert ComputeEngine().blas_limit() == 3 and ComputeEngine(blas_threads=1).blas_limit() == 1
+    try:
+        with dg.build_resources({"engine": ComputeEngine()}):
+            assert train.default_threads() == 2  # torch's threads are process-wide: set once per run
+        with dg.build_resources({"engine": ComputeEngine(torch_threads=1)}):
+            assert train.default_threads() == 1
+    finally:
+        train.set_default_threads(0)
+    monkeypatch.setenv("PRUNE_BLAS_THREADS", "many")
+    with pytest.raises(ConfigError, match="PRUNE_BLAS_THREADS='many': expected a whole number >= 1"):
+        ComputeEngine().blas_limit()

@@ -1,10 +1,17 @@
-"""Issue 7: bad settings stop the run before training, with an error that names the setting."""
+"""Issues 7 and 12: bad settings are refused before a run starts (or stop it before training), with an
+error that names the setting."""
+
+import re
+from pathlib import Path
 
 import dagster as dg
 import pytest
 from conftest import FAST_CONFIG
 
+from prune_dagster import settings
+from prune_dagster.core.errors import ConfigError
 from prune_dagster.definitions import defs
+from prune_dagster.defs.resources import OutputStore
 
 
 def run(ops: dict) -> dg.ExecuteInProcessResult:
@@ -20,18 +27,44 @@ def failure(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
 
 
 @pytest.mark.parametrize(("setting", "value", "expected"), [
-    ("strategy", "magic", "strategy"),
-    ("retained_fraction", 0.0, "fraction"),
-    ("retained_fraction", 1.5, "fraction"),
+    ("strategy", "magic", "not in enum type"),
+    ("retained_fraction", 0.0, "accepts a number > 0 and <= 1"),
+    ("retained_fraction", 1.5, "accepts a number > 0 and <= 1"),
 ])
-def test_bad_pruning_setting_stops_before_training(prune_env, setting, value, expected):
+def test_bad_pruning_setting_is_refused_before_the_run(prune_env, setting, value, expected):
     ops = {"pruned_dataset": {"config": {**FAST_CONFIG["pruned_dataset"]["config"], setting: value}}}
-    result = run(ops)
-    assert not result.success
-    step, message = failure(result)
-    assert step == "pruned_dataset" and expected in message and str(value) in message
+    with pytest.raises(dg.DagsterInvalidConfigError) as err:
+        run(ops)
+    message = " ".join(e.message for e in err.value.errors)
+    assert f"root:ops:pruned_dataset:config:{setting}" in message and expected in message and str(value) in message
     with dg.DagsterInstance.get() as instance:
-        assert instance.get_latest_materialization_event(dg.AssetKey("trained_model")) is None
+        assert instance.get_run_records() == []  # no run was created, so no step started
+    with pytest.raises(dg.DagsterInvalidConfigError):  # what the Launchpad's launch and the CLI call
+        dg.validate_run_config(defs.resolve_job_def("prune_job"), {"ops": ops})
+
+
+def test_cross_field_rules_of_core_params_are_refused_before_the_run():
+    """Every op with a Config made from core Params is checked by those Params when the run config is
+    resolved; a valid config passes unchanged."""
+    job = defs.resolve_job_def("prune_job")
+    dg.validate_run_config(job, {"ops": FAST_CONFIG})
+    with pytest.raises(dg.DagsterInvalidConfigError, match="outliers_removed:config:contamination"):
+        dg.validate_run_config(job, {"ops": {"outliers_removed": {"config": {"contamination": 0.7}}}})
+
+
+def test_checked_ops_keep_the_launchpad_schema():
+    """The bounds check wraps each op's config without changing what the Launchpad shows: the same
+    fields, defaults and descriptions as the Config class."""
+    from prune_dagster.defs.assets.selection import PruneConfig
+
+    job = defs.resolve_job_def("prune_job")
+    shape = job.graph.node_named("pruned_dataset").definition.config_schema.as_field().config_type
+    assert set(shape.fields) == set(PruneConfig.model_fields)
+    for name, field in PruneConfig.model_fields.items():
+        assert shape.fields[name].description == field.description
+        assert shape.fields[name].default_value == field.default
+    schema = job.run_config_schema.config_type.fields["ops"].config_type.fields["pruned_dataset"]
+    assert "retained_fraction" in schema.config_type.fields["config"].config_type.fields
 
 
 def test_step_removing_more_than_its_floor_blocks_the_run(prune_env):
@@ -48,3 +81,21 @@ def test_unknown_source_names_the_setting(prune_env):
     result = run({"raw_dataset": {"config": {"source": "/no/such/dataset.npz"}}})
     step, message = failure(result)
     assert step == "raw_dataset" and "/no/such/dataset.npz" in message
+
+
+def test_every_environment_variable_is_documented_in_the_settings_table():
+    source = Path(settings.__file__).read_text()
+    read = set(re.findall(r'_(?:get|int|list)\("([A-Z_]+)"', source))
+    table = set(re.findall(r"^\| `([A-Z_]+)`", settings.__doc__, flags=re.M))
+    assert read and read <= table, f"read but not documented: {sorted(read - table)}"
+    assert {"PRUNE_DATASET", "PRUNE_OUTPUT_DIR", "PRUNE_ENGINE_ADDRESS", "PRUNE_SWEEP_FRACTIONS"} <= read
+
+
+def test_environment_fills_empty_settings_only(prune_env, monkeypatch):
+    monkeypatch.setenv("PRUNE_DATASET", "dirty-digits")
+    assert settings.dataset() == "dirty-digits"
+    assert OutputStore().path() == (prune_env / "out").resolve()  # empty root: $PRUNE_OUTPUT_DIR
+    assert OutputStore(root=str(prune_env / "elsewhere")).path() == (prune_env / "elsewhere").resolve()
+    monkeypatch.setenv("PRUNE_SENSOR_INTERVAL", "0")
+    with pytest.raises(ConfigError, match="PRUNE_SENSOR_INTERVAL='0': expected a whole number >= 1"):
+        settings.sensor_interval_s()

@@ -2,7 +2,10 @@
 
 A sensor with a cursor (not an observable source asset) watches the source: the source is a path
 outside Dagster, the cursor of file fingerprints makes "nothing changed → no run" explicit and
-testable, and its run requests show in the UI with the files that triggered them.
+testable, and its run requests show in the UI with the files that triggered them. It watches the
+source the last materialization of `raw_dataset` read (its `source_spec` metadata: `--dataset`, the
+Launchpad's `raw_dataset.source`), or the settings default ($PRUNE_DATASET) before any run, and a run
+it requests reads that same source.
 """
 
 import json
@@ -10,10 +13,12 @@ import os
 
 import dagster as dg
 
+from prune_dagster import settings
 from prune_dagster.core.data.fingerprint import diff, digest, fingerprint
 from prune_dagster.defs.jobs import incremental_job, prune_job
 
-SCHEDULE_CRON = os.environ.get("PRUNE_SCHEDULE_CRON", "0 3 * * *")  # daily at 03:00
+SCHEDULE_CRON = settings.schedule_cron()
+SENSOR_INTERVAL_S = settings.sensor_interval_s()
 
 prune_schedule = dg.ScheduleDefinition(
     name="daily_prune",
@@ -25,45 +30,53 @@ prune_schedule = dg.ScheduleDefinition(
 )
 
 
-def source_spec() -> str:
-    return os.environ.get("PRUNE_DATASET", "digits")
+def source_spec(instance: dg.DagsterInstance | None) -> str:
+    """The source the last raw_dataset materialization read, else the settings default."""
+    event = instance.get_latest_materialization_event(dg.AssetKey("raw_dataset")) if instance else None
+    materialization = event.asset_materialization if event is not None else None
+    recorded = materialization.metadata.get("source_spec") if materialization is not None else None
+    return str(recorded.value) if recorded is not None else settings.dataset()
 
 
 @dg.sensor(
     job=prune_job,
-    minimum_interval_seconds=int(os.environ.get("PRUNE_SENSOR_INTERVAL", "30")),
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts prune_job when files in the source folder (or the .npz) are added, changed or removed.",
 )
 def source_changed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
-    spec = source_spec()
+    spec = source_spec(context.instance)
     prints = fingerprint(spec)
     if prints is None:
         return dg.SkipReason(f"source {spec!r} is built in or missing: nothing on disk to watch")
+    # The cursor remembers which source its files belong to: a run on another source starts afresh.
     old = json.loads(context.cursor) if context.cursor else None
-    cursor = json.dumps(prints, sort_keys=True)
+    if old is not None and old.get("source") != spec:
+        old = None
+    cursor = json.dumps({"source": spec, "files": prints}, sort_keys=True)
     if old is None:
         # First look: remember the files; the current data is what a schedule or the user prunes.
         return dg.SensorResult(skip_reason=dg.SkipReason(f"recorded {len(prints)} files of {spec}"), cursor=cursor)
-    changes = diff(old, prints)
+    changes = diff(old["files"], prints)
     if not any(changes.values()):
         return dg.SkipReason(f"no change in {len(prints)} files of {spec}")
     summary = {k: len(v) for k, v in changes.items()}
     return dg.SensorResult(
         run_requests=[dg.RunRequest(run_key=digest(prints),
                                     tags={"prune/trigger": "source_changed",
-                                          "prune/changes": json.dumps(summary)})],
+                                          "prune/changes": json.dumps(summary)},
+                                    run_config={"ops": {"raw_dataset": {"config": {"source": spec}}}})],
         cursor=cursor,
     )
 
 
 def incoming_folder() -> str:
-    return os.environ.get("PRUNE_INCOMING", "")
+    return settings.incoming()
 
 
 @dg.sensor(
     job=incremental_job,
-    minimum_interval_seconds=int(os.environ.get("PRUNE_SENSOR_INTERVAL", "30")),
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Starts incremental_job for each new batch folder (an .npy folder, .npz or image folder) that "
                 "appears in $PRUNE_INCOMING: new samples are checked against the last full prune's index.",

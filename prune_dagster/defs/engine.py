@@ -6,7 +6,8 @@ distributed cluster when an address is configured. Results come back in item ord
 the same kept ids and ledger.
 
 `address`:
-- "" → `$PRUNE_ENGINE_ADDRESS`, and if that is unset too, in-process ("in-process" forces it);
+- "" → `$PRUNE_ENGINE_ADDRESS` (prune_dagster/settings.py), and if that is unset too, in-process
+  ("in-process" forces it);
 - "local" or "local:N" → a dask.distributed LocalCluster of N worker processes (default 2) started
   for the run and shut down after it;
 - "tcp://host:port" (any Dask comm address) → a Client on an existing scheduler (dask-kubernetes,
@@ -28,9 +29,11 @@ import dagster as dg
 import numpy as np
 from pydantic import Field, PrivateAttr
 
+from prune_dagster import settings
 from prune_dagster.core.infra.parallel import ArrayRef, Mapper, as_array, serial_map
+from prune_dagster.core.training.train import set_default_threads
 
-ENV_VAR = "PRUNE_ENGINE_ADDRESS"
+ENV_VAR = "PRUNE_ENGINE_ADDRESS"  # named in messages; read in settings.py
 IN_PROCESS = "in-process"
 DEFAULT_LOCAL_WORKERS = 2
 # Items bigger than this are scattered to the workers first rather than embedded in the task graph
@@ -71,8 +74,12 @@ class ComputeEngine(dg.ConfigurableResource):
                                                  "for this run); 'tcp://host:port' (an existing Dask "
                                                  "scheduler); 'scheduler-file:/path/scheduler.json'")
     connect_timeout_s: float = Field(default=10.0, description="seconds to wait for the scheduler")
-    block_rows: int = Field(default=0, description="rows per work item for steps that take `block_rows`; "
-                                                   "0 = each step's default")
+    block_rows: int = Field(default=0, ge=0, description="rows per work item for steps that take `block_rows`; "
+                                                         "0 = each step's default")
+    blas_threads: int = Field(default=0, ge=0, description="BLAS/OpenMP threads per step in this process; "
+                                                           "0 = $PRUNE_BLAS_THREADS or 1")
+    torch_threads: int = Field(default=0, ge=0, description="torch intra-op threads in this process; "
+                                                            "0 = $PRUNE_TORCH_THREADS, else torch's default")
 
     _client: Any = PrivateAttr(default=None)
     _cluster: Any = PrivateAttr(default=None)
@@ -80,11 +87,16 @@ class ComputeEngine(dg.ConfigurableResource):
     _mapper: Any = PrivateAttr(default=None)
 
     def resolved_address(self) -> str:
-        return self.address.strip() or os.environ.get(ENV_VAR, "").strip()
+        return self.address.strip() or settings.engine_address()
+
+    def blas_limit(self) -> int:
+        """BLAS/OpenMP threads a step may use in this process."""
+        return self.blas_threads or settings.blas_threads()
 
     # -- lifecycle: one client (and, for "local", one cluster) per run ---------------------------
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        set_default_threads(self.torch_threads or settings.torch_threads())  # process-wide, like torch's
         self.start()
 
     def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
@@ -158,14 +170,19 @@ class ComputeEngine(dg.ConfigurableResource):
         return self._mapper
 
     def supply(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """`fn` with this engine's mapper (and block size) bound where `fn` accepts them."""
+        """`fn` with this engine's mapper (and block size, where `fn` accepts `block_rows`) bound.
+
+        `fn` must take a `mapper` parameter: binding is by name, so a function that names it otherwise
+        would run serially without a word; it is refused instead (call a function without one directly)."""
         params = inspect.signature(fn).parameters
-        bound: dict[str, Any] = {}
-        if "mapper" in params:
-            bound["mapper"] = self.mapper()
+        if "mapper" not in params:
+            name = getattr(fn, "__qualname__", repr(fn))
+            raise TypeError(f"engine.supply({name}): {name} has no `mapper` parameter, so the engine cannot "
+                            "spread its work; name its Mapper parameter `mapper`, or call it directly")
+        bound: dict[str, Any] = {"mapper": self.mapper()}
         if self.block_rows > 0 and "block_rows" in params:
             bound["block_rows"] = self.block_rows
-        return partial(fn, **bound) if bound else fn
+        return partial(fn, **bound)
 
     def metadata(self) -> dict[str, Any]:
         """Which engine ran a step, for the asset's metadata."""

@@ -8,7 +8,6 @@ old sample it writes nothing and says why: run `prune_job` then.
 
 import hashlib
 import json
-import os
 import time
 
 import dagster as dg
@@ -16,10 +15,11 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
+from prune_dagster import settings
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.export import atomic_write, jsonable
 from prune_dagster.core.data.sources import load_source
-from prune_dagster.core.incremental import PruneIndex
+from prune_dagster.core.incremental import INDEX_FORMAT, PruneIndex
 from prune_dagster.core.ledger import LEDGER_COLUMNS, Selection
 from prune_dagster.defs.assets.common import to_metadata
 from prune_dagster.defs.engine import ComputeEngine
@@ -29,17 +29,19 @@ from prune_dagster.defs.resources import OutputStore
 
 def _index_key(raw_dataset: Dataset, selection: Selection) -> str:
     h = hashlib.blake2b(raw_dataset.digest().encode(), digest_size=12)
+    h.update(f"index format {INDEX_FORMAT}".encode())  # an index saved in another layout is not reused
     h.update("\n".join(map(str, selection.kept_ids)).encode())
     h.update(pd.util.hash_pandas_object(selection.ledger[["id", "step"]], index=False).to_numpy().tobytes())
     return h.hexdigest()
 
 
 @dg.asset(group_name="incremental")
-def prune_index(raw_dataset: Dataset, pruned_dataset: Selection, engine: ComputeEngine) -> dg.Output[str]:
+def prune_index(raw_dataset: Dataset, pruned_dataset: Selection, engine: ComputeEngine,
+                io_manager: dg.ResourceParam[RunScopedIOManager]) -> dg.Output[str]:
     """The index new samples are checked against: content hashes of every old training sample, the
     near-duplicate views, radius and groups, the outlier reference and threshold, a label model.
     Built once per full prune (stored by content under DAGSTER_HOME/storage/prune_index/)."""
-    folder = RunScopedIOManager()._root() / "prune_index" / _index_key(raw_dataset, pruned_dataset)
+    folder = io_manager.storage_root() / "prune_index" / _index_key(raw_dataset, pruned_dataset)  # beside the values
     start = time.perf_counter()
     reused = folder.exists()
     if not reused:
@@ -60,7 +62,7 @@ def incremental_update(context: dg.AssetExecutionContext, config: IncrementalCon
     """Decides a batch of new samples against `prune_index` and writes kept_ids.csv (old kept + new
     kept), ledger.csv (old ledger + the new samples' removals, by step and reason) and summary.json.
     New samples are training candidates; the test split stays the old one, untouched."""
-    spec = config.new_source or os.environ.get("PRUNE_NEW_SOURCE", "")
+    spec = config.new_source or settings.new_source()
     if not spec:
         raise dg.Failure("incremental_update needs new samples: set new_source (or $PRUNE_NEW_SOURCE)")
     new = load_source(spec)

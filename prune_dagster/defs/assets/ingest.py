@@ -1,7 +1,6 @@
 """Stage `ingest`: load the source once, split off the test set, validate the training samples."""
 
 
-import os
 import time
 from dataclasses import replace
 
@@ -11,13 +10,15 @@ import pandas as pd
 from pydantic import Field
 
 import prune_dagster.fixtures.defects  # noqa: F401  (registers the "dirty-digits" named sources)
+from prune_dagster import settings
 from prune_dagster.core.data.dataset import TEST, TRAIN, Dataset
 from prune_dagster.core.data.gallery import gallery_markdown
 from prune_dagster.core.data.overrides import load_overrides
 from prune_dagster.core.data.sources import DEFAULT_MAX_IMAGE_PIXELS, load_source
 from prune_dagster.core.ledger import Selection, removed_frame
-from prune_dagster.core.steps.validate import sample_problems, validate
+from prune_dagster.core.steps.validate import ValidateParams, sample_problems, validate
 from prune_dagster.defs.assets.common import engine_metadata, run_step, to_metadata
+from prune_dagster.defs.config import dagster_config, to_params
 from prune_dagster.defs.engine import ComputeEngine
 
 
@@ -43,10 +44,10 @@ def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig,
 
     The test split is made here, before any pruning, and no later step touches it.
     """
-    spec = config.source or os.environ.get("PRUNE_DATASET", "digits")
+    spec = config.source or settings.dataset()
     start = time.perf_counter()
     tasks_before = engine.tasks_run
-    dataset = engine.supply(load_source)(
+    dataset = load_source(  # reads in this process (no blockwise work for the engine)
         spec, size=config.image_size, on_size_mismatch=config.on_size_mismatch, alpha=config.alpha,
         max_image_pixels=config.max_image_pixels,
         progress=lambda phase, done, total: context.log.info(f"{phase} {done} / {total} images"),
@@ -57,6 +58,7 @@ def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig,
     preview = np.arange(min(16, len(dataset)))
     metadata = to_metadata({
         "source": dataset.source,
+        "source_spec": spec,  # what the source sensor watches next
         "n_samples": len(dataset),
         "n_train": int((dataset.split == TRAIN).sum()),
         "n_test": int((dataset.split == TEST).sum()),
@@ -74,10 +76,7 @@ def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig,
     return dg.Output(dataset, metadata=metadata, data_version=dg.DataVersion(digest))
 
 
-class ValidateConfig(dg.Config):
-    drop_blank: bool = True
-    overrides: str = Field(default="", description="path of an overrides.csv (id, action = keep | drop) that "
-                                                   "pins samples; empty = $PRUNE_OVERRIDES or none")
+ValidateConfig = dagster_config(ValidateParams)
 
 
 @dg.asset(group_name="ingest")
@@ -86,12 +85,13 @@ def validated(config: ValidateConfig, raw_dataset: Dataset, engine: ComputeEngin
     removed with a reason; a dataset with no usable samples or a single class stops the run here.
     Overrides: pinned drops are removed here (reason `override`); pinned keeps are protected from
     every later step (an unusable pinned sample is still removed: nothing can train on it)."""
+    params = to_params(config, ValidateParams)
     test_ids = raw_dataset.ids_in(TEST)
     tasks_before = engine.tasks_run
-    bad_test = engine.supply(sample_problems)(raw_dataset, test_ids, config.drop_blank)
+    bad_test = engine.supply(sample_problems)(raw_dataset, test_ids, params.drop_blank)
     train_ids = raw_dataset.ids_in(TRAIN)
     keep, drop = set(), set()
-    overrides = config.overrides or os.environ.get("PRUNE_OVERRIDES", "")
+    overrides = params.overrides or settings.overrides()
     if overrides:
         keep, drop = load_overrides(overrides, train_ids, test_ids)
     start = Selection(
@@ -101,12 +101,12 @@ def validated(config: ValidateConfig, raw_dataset: Dataset, engine: ComputeEngin
     )
 
     def compute(ids, images, labels):
-        result = engine.supply(validate)(raw_dataset, ids, config.drop_blank)
+        result = engine.supply(validate)(raw_dataset, ids, params.drop_blank)
         pinned_drop = sorted(drop - set(result.removed["id"]))
         result.removed = pd.concat([result.removed, removed_frame(pinned_drop, "override", 1.0)], ignore_index=True)
         return result
 
-    out = run_step("validated", raw_dataset, start, config, compute,
+    out = run_step("validated", raw_dataset, start, params, compute,
                    extra_metadata={"n_test_unusable": len(bad_test), "n_pinned_keep": len(keep),
                                    "n_pinned_drop": len(drop)}, engine=engine)
     selection = replace(out.value, pinned_keep=frozenset(keep & set(out.value.kept_ids)))

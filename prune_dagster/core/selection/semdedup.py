@@ -19,8 +19,10 @@ reference keeps the member farthest from the centroid ("hard") by default; `keep
 
 Scale: only members of one cluster are compared (a cluster of m costs an m x m float32 matrix), and
 k-means is fitted on at most `fit_rows` samples then assigns all. With the automatic cluster count
-(n / `cluster_size`) the work grows like n x cluster_size, not n². It needs a semantic embedding
-(the representation's CNN features): in pixel space it finds only near-copies.
+(n / `cluster_size`) the work grows like n x cluster_size, not n². `prepare` clusters once and
+`select(index, fraction)` reaches each fraction of a sweep from it. The method assumes a semantic
+embedding (the representation's CNN features); in pixel space "similar" means similar pixels, which
+for small centred images (digits) is close to the same thing and for photos is not.
 """
 
 from __future__ import annotations
@@ -147,48 +149,68 @@ def _adjust(kept: np.ndarray, scores: np.ndarray, target: int) -> tuple[np.ndarr
     return kept, abs(diff)
 
 
-def _dedup_group(x: np.ndarray, target: int, params: SemDedupParams) -> tuple[np.ndarray, np.ndarray, float, int, int]:
-    """(keep mask, scores, ε, samples adjusted, clusters) for one group of rows."""
-    n = len(x)
-    k = params.n_clusters or -(-n // params.cluster_size)
+@dataclass
+class GroupIndex:
+    """One group's clusters (a class with per_class, else everything): for each cluster, the group
+    positions of its members in walk order and their pairwise cosine similarities."""
+
+    rows: np.ndarray
+    orders: list[np.ndarray]
+    sims: list[np.ndarray]
+
+
+def _index_group(x: np.ndarray, rows: np.ndarray, params: SemDedupParams) -> GroupIndex:
+    k = params.n_clusters or -(-len(rows) // params.cluster_size)
     labels, centroids = cluster(x, k, params.fit_rows, params.seed)
     orders = [_keep_order(x, np.flatnonzero(labels == c), centroids[c], params.keep_first)
               for c in range(len(centroids)) if (labels == c).any()]
-    sims = [x[o] @ x[o].T for o in orders]
-    eps = find_epsilon(sims, target)
-    keep, scores = np.zeros(n, dtype=bool), np.empty(n)
-    for order, sim in zip(orders, sims, strict=True):
-        mask = greedy_keep(sim, 1.0 - eps)
-        keep[order], scores[order] = mask, _scores(sim, mask)
-    keep, moved = _adjust(keep, scores, target)
-    return keep, scores, eps, moved, len(orders)
+    return GroupIndex(rows=rows, orders=orders, sims=[x[o] @ x[o].T for o in orders])
+
+
+def prepare(embeddings: np.ndarray, labels: np.ndarray | None = None,
+            params: SemDedupParams | None = None) -> list[GroupIndex]:
+    """Cluster once (per class with `per_class` and labels); `select` then reaches any fraction, so a
+    sweep over fractions pays for k-means and the similarity matrices once."""
+    params = params or SemDedupParams()
+    if np.ndim(embeddings) != 2:
+        raise ConfigError(f"embeddings have shape {np.shape(embeddings)}; expected (N, D)")
+    x = normalise(embeddings)
+    groups = [np.arange(len(x))]
+    if params.per_class and labels is not None:
+        labels = np.asarray(labels)
+        if len(labels) != len(x):
+            raise ConfigError(f"{len(labels)} labels for {len(x)} embeddings; expected one label per sample")
+        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    return [_index_group(x[rows], rows, params) for rows in groups]
+
+
+def select(index: list[GroupIndex], fraction: float) -> SemDedupResult:
+    """Keep round(fraction x n_g) of every group, dropping semantic duplicates first."""
+    if not 0.0 < fraction <= 1.0:
+        raise ConfigError(f"retained_fraction={fraction}; expected a share in (0, 1]")
+    n = sum(len(g.rows) for g in index)
+    result = SemDedupResult(kept=np.zeros(0, dtype=np.int64), scores=np.full(n, -1.0))
+    keep = np.zeros(n, dtype=bool)
+    for group in index:
+        target = max(1, min(len(group.rows), round(fraction * len(group.rows))))
+        eps = find_epsilon(group.sims, target)
+        mask, scores = np.zeros(len(group.rows), dtype=bool), np.empty(len(group.rows))
+        for order, sim in zip(group.orders, group.sims, strict=True):
+            kept = greedy_keep(sim, 1.0 - eps)
+            mask[order], scores[order] = kept, _scores(sim, kept)
+        mask, moved = _adjust(mask, scores, target)
+        keep[group.rows], result.scores[group.rows] = mask, scores
+        result.epsilon.append(eps)
+        result.adjusted += moved
+        result.clusters += len(group.orders)
+    result.kept = np.flatnonzero(keep).astype(np.int64)
+    return result
 
 
 def semdedup_select(embeddings: np.ndarray, fraction: float, labels: np.ndarray | None = None,
                     params: SemDedupParams | None = None) -> SemDedupResult:
     """Keep round(fraction x n) samples (per class with `per_class` and labels), dropping semantic
     duplicates first. Positions index `embeddings`; the caller maps them to ids."""
-    params = params or SemDedupParams()
-    if not 0.0 < fraction <= 1.0:
+    if not 0.0 < fraction <= 1.0:  # before the clustering, which costs the most
         raise ConfigError(f"retained_fraction={fraction}; expected a share in (0, 1]")
-    if np.ndim(embeddings) != 2:
-        raise ConfigError(f"embeddings have shape {np.shape(embeddings)}; expected (N, D)")
-    x = normalise(embeddings)
-    n = len(x)
-    groups = [np.arange(n)]
-    if params.per_class and labels is not None:
-        labels = np.asarray(labels)
-        if len(labels) != n:
-            raise ConfigError(f"{len(labels)} labels for {n} embeddings; expected one label per sample")
-        groups = [np.flatnonzero(labels == c) for c in np.unique(labels)]
-    result = SemDedupResult(kept=np.zeros(0, dtype=np.int64), scores=np.full(n, -1.0))
-    keep = np.zeros(n, dtype=bool)
-    for rows in groups:
-        target = max(1, min(len(rows), round(fraction * len(rows))))
-        mask, scores, eps, moved, k = _dedup_group(x[rows], target, params)
-        keep[rows], result.scores[rows] = mask, scores
-        result.epsilon.append(eps)
-        result.adjusted += moved
-        result.clusters += k
-    result.kept = np.flatnonzero(keep).astype(np.int64)
-    return result
+    return select(prepare(embeddings, labels, params), fraction)

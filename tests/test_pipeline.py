@@ -54,7 +54,10 @@ def test_the_pipeline_is_the_graph_the_jobs_floors_and_groups_use():
 
     names = pipeline.names()
     assert names[0] == "validated" and names[-1] == pipeline.SCORE_STEP == "pruned_dataset"
-    assert PRUNE_GRAPH[1:1 + len(names)] == list(names)
+    graph = pipeline.graph()
+    assert PRUNE_GRAPH[1:1 + len(graph)] == list(graph)
+    assert [n for n in graph if n != pipeline.REPRESENTATION] == list(names)
+    assert graph.index(pipeline.REPRESENTATION) == names.index("exact_deduplicated") + 1
     assert REMOVAL_FLOORS == {"validated": 0.5, "exact_deduplicated": 0.5, "near_deduplicated": 0.5,
                               "outliers_removed": 0.2, "label_noise_removed": 0.5}
     groups = {a.key.to_user_string(): a.group_names_by_key[a.key] for a in defs.assets or ()}

@@ -1,7 +1,8 @@
 """The pruning graph gives the kept ids and ledger it gave before the pipeline declaration, the typed
 step parameters and the incremental loop (issue 12): pinned from `prune-dagster run --dataset X` on
 the code before the change (kept_ids.csv, ledger.csv), as sha256 of the sorted kept ids and of the
-sorted (id, step, reason) ledger rows, plus counts by step and reason."""
+sorted (id, step, reason) ledger rows, plus counts by step and reason. With `representation.features:
+pixels` every step works as it did before the shared representation (issue 13) existed."""
 
 import hashlib
 
@@ -50,13 +51,15 @@ def pinned(kept, ledger) -> dict:
 def test_the_graph_keeps_and_removes_what_it_did_before(source, prune_env):
     from prune_dagster.definitions import defs
 
-    graph = ["raw_dataset", *pipeline.names()]  # training does not change the selection
+    graph = ["raw_dataset", *pipeline.graph()]  # training does not change the selection
     by_key = {a.key.to_user_string(): a for a in defs.assets or ()}
     resources = {"io_manager": RunScopedIOManager(), "output_store": OutputStore(),
                  "engine": ComputeEngine(address="")}
     with dg.DagsterInstance.get() as instance:
         result = dg.materialize([by_key[k] for k in graph], instance=instance, resources=resources,
-                                run_config={"ops": {"raw_dataset": {"config": {"source": source}}}})
+                                run_config={"ops": {"raw_dataset": {"config": {"source": source}},
+                                                    # the behaviour before the shared representation
+                                                    "representation": {"config": {"features": "pixels"}}}})
     assert result.success
     selection = result.output_for_node(pipeline.SCORE_STEP)
     assert pinned(selection.kept_ids, selection.ledger) == BASELINE[source]

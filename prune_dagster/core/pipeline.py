@@ -58,6 +58,10 @@ PIPELINE: tuple[Step, ...] = (
 )
 
 SCORE_STEP = "pruned_dataset"
+# The shared representation is computed once after this step, before the steps that compare samples;
+# it removes nothing, so it is an asset of the graph but not a pruning step.
+REPRESENTATION = "representation"
+REPRESENTATION_AFTER = "exact_deduplicated"
 
 
 def names() -> tuple[str, ...]:
@@ -71,6 +75,16 @@ def step(asset: str) -> Step:
         if s.asset == asset:
             return s
     raise KeyError(f"{asset!r} is not a pruning step; the steps are {', '.join(names())}")
+
+
+def graph() -> tuple[str, ...]:
+    """Every asset from the first step to the score step, in order, the representation included."""
+    out: list[str] = []
+    for name in names():
+        out.append(name)
+        if name == REPRESENTATION_AFTER:
+            out.append(REPRESENTATION)
+    return tuple(out)
 
 
 def cleaning_steps() -> tuple[Step, ...]:

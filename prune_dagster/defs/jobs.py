@@ -6,8 +6,9 @@ import dagster as dg
 
 from prune_dagster.core import pipeline
 
-# The source, every pruning step in the pipeline's order, then training and evaluation.
-PRUNE_GRAPH = ["raw_dataset", *pipeline.names(), "trained_model", "model_evaluation"]
+# The source, every pruning step in the pipeline's order (with the shared representation), then training
+# and evaluation.
+PRUNE_GRAPH = ["raw_dataset", *pipeline.graph(), "trained_model", "model_evaluation"]
 
 prune_job = dg.define_asset_job(
     "prune_job",

@@ -136,6 +136,18 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 for key in ("images", "labels", "ids") if key in members}
 
 
+def read_npz_member(path: Path | str, name: str) -> np.ndarray | None:
+    """One array of an .npz (read without pickle, like the dataset's own), or None when it has none."""
+    where = str(path)
+    try:
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DatasetError(f"{where}: not a readable .npz file ({exc})") from exc
+    with zf:
+        members = {n.removesuffix(".npy"): n for n in zf.namelist()}
+        return _read_member(zf, members[name], f"{where}[{name!r}]") if name in members else None
+
+
 def load_npz(path: Path | str) -> Dataset:
     """`images` (N, H, W) or (N, H, W, C), `labels` (N,), optional `ids` (N,) unique strings or ints.
 

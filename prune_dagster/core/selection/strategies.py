@@ -52,6 +52,10 @@ class PruneParams(ScoreParams):
                                                    "core/selection/scoring.py for each.")
     retained_fraction: float = Field(0.8, gt=0, le=1, description="target_fraction: share of the cleaned set to "
                                                                   "keep, in (0, 1]; 1.0 keeps everything.")
+    scores_from: Literal["representation", "own_runs"] = Field(
+        "representation", description="el2n: representation = the EL2N the shared representation's fold runs "
+        "computed (nothing trained twice; own runs when the representation has none); own_runs = train "
+        "score_seeds short runs here. Other strategies always compute their own scores.")
 
 
 def check_config(config: ScoreParams) -> None:

@@ -38,6 +38,10 @@ class NearDedupParams(Params):
                                                                       "to the group's mean)")
     n_components: int = Field(default=32, ge=1, le=4096, description="PCA components of the embedding")
     seed: int = Field(default=0, ge=0, description="seed of the PCA fit sample")
+    embedding: Literal["pixels", "representation"] = Field(
+        default="pixels", description="pixels: brightness-normalised PCA views with one-pixel shifts (finds "
+        "copies); representation: the shared representation's embeddings (learned or provided): finds "
+        "semantically close samples, not only copies")
 
 # One-pixel rolls (axis of an (N, H, W, C) array, step) that `near_duplicate_views` also embeds.
 ONE_PIXEL_SHIFTS: tuple[tuple[int, int], ...] = ((1, 1), (1, -1), (2, 1), (2, -1))
@@ -231,6 +235,8 @@ def freeze(old: OldRun, params: NearDedupParams, mapper: Mapper = serial_map) ->
     if params.keep != "first":
         raise ConfigError("incremental pruning needs near_deduplicated.keep='first' (a 'most_typical' survivor "
                           "moves whenever a group gains a member)")
+    if params.embedding != "pixels":  # new samples have no learned embedding until the next full prune
+        raise ConfigError("incremental pruning needs near_deduplicated.embedding='pixels'")
     pos = old.input_positions()
     images = old.dataset.images[pos]
     basis = fit_views_basis(images, params.n_components, params.seed)

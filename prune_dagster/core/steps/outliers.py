@@ -58,6 +58,9 @@ class OutlierParams(Params):
                                                                            "above median + z x 1.4826 x MAD")
     n_components: int = Field(default=64, ge=1, le=4096, description="PCA components of the embedding")
     seed: int = Field(default=0, ge=0, description="seed of the PCA fit and reference samples")
+    embedding: Literal["pixels", "representation"] = Field(
+        default="pixels", description="pixels: PCA of the pixels; representation: the shared "
+        "representation's embeddings (learned or provided), used as they are")
 # Rows every model is fitted on / compared against: 1M rows cost ~90 CPU-s of kNN search (~1 min on
 # 2 cores); smaller references found fewer outliers (module docstring).
 REFERENCE_ROWS = 20_000
@@ -197,6 +200,8 @@ def freeze(old: OldRun, params: OutlierParams, mapper: Mapper = serial_map) -> O
     """Recompute the last prune's embedding, reference and threshold (None: method `none`)."""
     if params.method == "none":
         return None
+    if params.embedding != "pixels":  # new samples have no learned embedding until the next full prune
+        raise ConfigError("incremental pruning needs outliers_removed.embedding='pixels'")
     if params.method != "knn" or params.contamination != 0:
         raise ConfigError(f"incremental pruning supports outliers_removed.method='knn' with the automatic "
                           f"threshold; this prune used {params.method!r}, contamination {params.contamination}")

@@ -115,3 +115,19 @@ def test_notebook_reads_the_runs_and_plots(graph_run):
     assert (tmp / "out" / "accuracy_vs_retained_fraction.png").stat().st_size > 1000
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "1 evaluated runs" in outputs
+
+
+def test_the_shared_representation_feeds_label_noise_and_the_score_step(graph_run):
+    """Default graph on clean digits: the learned representation is accurate, label noise decides from
+    it and removes next to nothing (no harm on clean data), and the score step reuses its EL2N."""
+    tmp, _ = graph_run
+    with temp_env({"DAGSTER_HOME": str(tmp / "dagster_home")}), dg.DagsterInstance.get() as instance:
+        def meta(asset: str) -> dict:
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            return {k: v.value for k, v in event.asset_materialization.metadata.items()}
+
+        rep, noise, pruned = meta("representation"), meta("label_noise_removed"), meta("pruned_dataset")
+    assert rep["features"] == "learned" and rep["oof_accuracy"] >= 0.95 and rep["embedding_dim"] == 128
+    assert noise["probabilities"] == "representation"
+    assert noise["n_removed"] <= 0.01 * noise["n_in"], noise["removed_by_reason"]
+    assert pruned["scores_from"] == "representation"

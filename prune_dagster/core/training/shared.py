@@ -74,13 +74,13 @@ def check_embeddings(embeddings: np.ndarray, n: int, where: str) -> np.ndarray:
     """(n, d) finite float32, or one DatasetError naming `where` and what is wrong."""
     arr = np.asarray(embeddings)
     if arr.ndim != 2 or arr.shape[0] != n or arr.shape[1] < 1:
-        raise DatasetError(f"{where}: embeddings have shape {arr.shape}; expected ({n}, d), one row per sample")
+        raise DatasetError(f"{where}: shape {arr.shape}; expected ({n}, d), one row per sample")
     if not np.issubdtype(arr.dtype, np.number):
-        raise DatasetError(f"{where}: embeddings have dtype {arr.dtype}; expected numbers")
+        raise DatasetError(f"{where}: dtype {arr.dtype}; expected numbers")
     arr = arr.astype(np.float32)
     bad = ~np.isfinite(arr).all(axis=1)
     if bad.any():
-        raise DatasetError(f"{where}: embedding row {int(np.flatnonzero(bad)[0])} is not finite "
+        raise DatasetError(f"{where}: row {int(np.flatnonzero(bad)[0])} is not finite "
                            f"({int(bad.sum())} such rows)")
     return arr
 
@@ -100,7 +100,8 @@ def build_representation(params: SharedRepresentationParams, ids: np.ndarray, im
             raise DatasetError("representation.features='provided' but the source has no embeddings: add an "
                                "`embeddings` array to the .npz, or embeddings.npy to the .npy folder / beside "
                                "the image folder")
-        return SharedRepresentation("provided", ids, embeddings=check_embeddings(provided, len(ids), "provided"))
+        embeddings = check_embeddings(provided, len(ids), "provided embeddings")
+        return SharedRepresentation("provided", ids, embeddings=embeddings)
     core = RepresentationParams.model_validate(params.model_dump(exclude={"features"}))
     rep = compute_representation(ids, images, labels, n_classes, core)
     return SharedRepresentation("learned", ids, probs=rep.probs, embeddings=rep.embeddings, el2n=rep.el2n,

@@ -9,7 +9,12 @@ from threadpoolctl import threadpool_limits
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.embeddings import provided_embeddings
 from prune_dagster.core.ledger import Selection
-from prune_dagster.core.training.shared import SharedRepresentation, SharedRepresentationParams, build_representation
+from prune_dagster.core.training.shared import (
+    SharedRepresentation,
+    SharedRepresentationParams,
+    build_representation,
+    check_embeddings,
+)
 from prune_dagster.defs.assets.common import to_metadata, view
 from prune_dagster.defs.config import dagster_config, to_params
 from prune_dagster.defs.engine import ComputeEngine
@@ -28,7 +33,9 @@ def representation(config: RepresentationConfig, raw_dataset: Dataset, exact_ded
     provided = None
     if params.features == "provided":
         stored = provided_embeddings(raw_dataset)
-        provided = None if stored is None else stored[raw_dataset.index_of(ids)]
+        if stored is not None:  # checked whole, so a bad row is named by its row in the user's file
+            stored = check_embeddings(stored, len(raw_dataset), f"{raw_dataset.source}: embeddings")
+            provided = stored[raw_dataset.index_of(ids)]
     start = time.perf_counter()
     with threadpool_limits(limits=engine.blas_limit()):
         rep = build_representation(params, ids, images, labels, raw_dataset.n_classes, provided)

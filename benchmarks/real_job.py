@@ -57,10 +57,25 @@ def run_once(npz: Path, config: str, seed: int) -> dict:
         if proc.returncode != 0:
             raise SystemExit(f"{config} seed {seed} failed:\n{proc.stderr[-3000:]}")
         summary = json.loads(next(Path(f"{tmp}/out").rglob("summary.json")).read_text())
+        assets = asset_seconds(Path(f"{tmp}/home"))
     return {"config": config, "seed": seed, "seconds": round(seconds, 1),
             "test_accuracy": summary["test_accuracy"], "n_kept": summary["n_kept"],
             "removed_by_step": {s["step"]: s["n_in"] - s["n_out"] for s in summary["steps"]},
-            "step_seconds": {s["step"]: s["seconds"] for s in summary["steps"]}}
+            "step_seconds": {s["step"]: s["seconds"] for s in summary["steps"]}, **assets}
+
+
+def asset_seconds(home: Path) -> dict:
+    """Seconds of the representation and the final training, from the run's Dagster instance."""
+    import dagster as dg  # noqa: PLC0415  (only after the run: the import is slow)
+    from dagster._core.instance.ref import InstanceRef  # noqa: PLC0415
+
+    out = {}
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        for asset, key in (("representation", "seconds"), ("trained_model", "train_seconds")):
+            event = instance.get_latest_materialization_event(dg.AssetKey(asset))
+            meta = event.asset_materialization.metadata if event else {}
+            out[f"{asset}_seconds"] = meta[key].value if key in meta else None
+    return out
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -81,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="+", default=["default", "off"], choices=sorted(CONFIGS))
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = parser.parse_args(argv)
     npz = mnist_npz()
     load_start = os.getloadavg()
@@ -96,12 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     for config, s in summary.items():
         print(f"{config:<14}{s['mean_test_accuracy_pct']:>11.2f}{s.get('accuracy_vs_off_points', 0):>+8.2f}"
               f"{s['mean_n_kept']:>8.0f}{s['mean_seconds']:>9.1f}{s.get('seconds_vs_off', 1):>7.2f}")
-    RESULTS.write_text(json.dumps({
+    args.out.write_text(json.dumps({
         "command": "python benchmarks/real_job.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load_start,
                     "load_avg_end": os.getloadavg()},
         "rows": rows, "summary": summary}, indent=1))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.out}")
     return 0
 
 

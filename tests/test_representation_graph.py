@@ -105,3 +105,29 @@ def test_asking_for_embeddings_the_representation_lacks_is_a_setting_error(prune
     assert not failed.success
     message = failure(failed)
     assert "representation.features" in message
+
+
+def colour_digits(path, size: int, n_per_class: int = 30) -> None:
+    """sklearn digits upscaled to size×size and painted in a random foreground and background colour:
+    a 3-channel .npz like the document's 56×56 RGB input."""
+    ds = load_digits()
+    rng = np.random.default_rng(3)
+    keep = np.concatenate([np.flatnonzero(ds.labels == c)[:n_per_class] for c in range(10)])
+    grey = ds.images[keep, :, :, 0]
+    scale = -(-size // 8)
+    big = np.kron(grey, np.ones((scale, scale)))[:, :size, :size]
+    fg, bg = rng.uniform(0.5, 1, (len(keep), 1, 1, 3)), rng.uniform(0, 0.4, (len(keep), 1, 1, 3))
+    rgb = big[..., None] * fg + (1 - big[..., None]) * bg
+    np.savez(path, images=np.round(rgb * 255).astype(np.uint8), labels=ds.labels[keep])
+
+
+@pytest.mark.parametrize("size", [32, 56])
+def test_colour_images_run_through_the_representation(prune_env, tmp_path, size):
+    colour_digits(tmp_path / f"rgb{size}.npz", size)
+    result = materialize(str(tmp_path / f"rgb{size}.npz"), {"representation": {"config": {"epochs": 2,
+                                                                                           "min_steps": 20}}})
+    assert result.success
+    rep = result.output_for_node("representation")
+    assert result.output_for_node("raw_dataset").images.shape[1:] == (size, size, 3)
+    assert rep.features == "learned" and rep.probs.shape == (len(rep.ids), 10) and rep.embeddings.shape[1] == 128
+    assert np.isfinite(rep.el2n).all()

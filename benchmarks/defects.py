@@ -63,7 +63,7 @@ SETTINGS: tuple[tuple[str, str], ...] = (
     ("40% symmetric", "label_noise_rate=0.4"),
     ("20% class-conditional", "label_noise_kind=class_conditional"),
 )
-GRAPH = ("raw_dataset", *(step.asset for step in pipeline.cleaning_steps()))
+GRAPH = ("raw_dataset", *pipeline.cleaning_graph())
 CNN_EPOCHS = 20  # TrainConfigDg's default: the epochs the graph's trained_model uses
 
 # (row key, detector shown, defect shown), in table order.

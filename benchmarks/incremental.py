@@ -32,7 +32,7 @@ from prune_dagster.core.data.sources import load_source  # noqa: E402
 from prune_dagster.core.incremental import PruneIndex  # noqa: E402
 from prune_dagster.fixtures.synthetic import clean_variants, digit_images, make_scale_dataset  # noqa: E402
 
-GRAPH = ["raw_dataset", *(step.asset for step in pipeline.cleaning_steps())]
+GRAPH = ["raw_dataset", *pipeline.cleaning_graph()]
 
 
 def full_prune(folder: Path, tmp: Path):

@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-GRAPH = ("raw_dataset", "validated", "exact_deduplicated", "near_deduplicated", "outliers_removed",
+GRAPH = ("raw_dataset", "validated", "exact_deduplicated", "representation", "near_deduplicated", "outliers_removed",
          "label_noise_removed", "class_balanced", "features_selected", "pruned_dataset")
 # Cleaning step -> the planted defect it is scored against.
 CLEANING = {"exact_deduplicated": "exact_duplicate", "near_deduplicated": "near_duplicate",

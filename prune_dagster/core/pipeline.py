@@ -87,6 +87,12 @@ def graph() -> tuple[str, ...]:
     return tuple(out)
 
 
+def cleaning_graph() -> tuple[str, ...]:
+    """The assets of the cleaning chain in order, the representation included (what a full prune
+    materializes before the score step)."""
+    return tuple(a for a in graph() if a != SCORE_STEP)
+
+
 def cleaning_steps() -> tuple[Step, ...]:
     """The steps before the score step (the chain every full prune runs first)."""
     return PIPELINE[:names().index(SCORE_STEP)]

@@ -15,7 +15,7 @@ from prune_dagster.core.training.shared import (
     build_representation,
     check_embeddings,
 )
-from prune_dagster.defs.assets.common import to_metadata, view
+from prune_dagster.defs.assets.common import engine_metadata, to_metadata, view
 from prune_dagster.defs.config import dagster_config, to_params
 from prune_dagster.defs.engine import ComputeEngine
 
@@ -36,7 +36,7 @@ def representation(config: RepresentationConfig, raw_dataset: Dataset, exact_ded
         if stored is not None:  # checked whole, so a bad row is named by its row in the user's file
             stored = check_embeddings(stored, len(raw_dataset), f"{raw_dataset.source}: embeddings")
             provided = stored[raw_dataset.index_of(ids)]
-    start = time.perf_counter()
+    start, tasks_before = time.perf_counter(), engine.tasks_run
     with threadpool_limits(limits=engine.blas_limit()):
         rep = build_representation(params, ids, images, labels, raw_dataset.n_classes, provided)
     metadata = {
@@ -47,5 +47,6 @@ def representation(config: RepresentationConfig, raw_dataset: Dataset, exact_ded
         "embedding_dim": None if rep.embeddings is None else int(rep.embeddings.shape[1]),
         "oof_accuracy": None if rep.oof_accuracy is None else round(rep.oof_accuracy, 4),
         "seconds": round(time.perf_counter() - start, 3),
+        **engine_metadata(engine, tasks_before),  # the K-fold runs train in this process (torch), on any engine
     }
     return dg.Output(rep, metadata=to_metadata(metadata))

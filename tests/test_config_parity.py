@@ -10,8 +10,9 @@ from pydantic import ValidationError
 
 from prune_dagster.core.selection.dynamic import DynamicParams
 from prune_dagster.core.selection.report import ReportParams
-from prune_dagster.core.selection.strategies import STRATEGIES, PruneParams, ScoreParams
+from prune_dagster.core.selection.strategies import SELECT_STRATEGIES, STRATEGIES, PruneParams, ScoreParams
 from prune_dagster.core.selection.sweep import SweepModelsParams, SweepScoreParams
+from prune_dagster.core.training.augment import AugmentParams
 from prune_dagster.core.training.train import DEFAULT_TRAINING, TrainParams
 from prune_dagster.defs.assets.selection import PruneConfig
 from prune_dagster.defs.assets.sweep import PruningReportConfig, SweepModelsConfig, SweepScoresConfig
@@ -23,7 +24,7 @@ PAIRS = [
     (SweepScoresConfig, (SweepScoreParams,), set()),
     (SweepModelsConfig, (SweepModelsParams,), set()),
     (PruningReportConfig, (ReportParams,), set()),
-    (TrainConfig, (TrainParams, DynamicParams), {"log_model"}),
+    (TrainConfig, (TrainParams, DynamicParams, AugmentParams), {"log_model"}),
 ]
 
 
@@ -46,7 +47,7 @@ def test_one_default_per_setting():
     # trained_model's effective default (20 epochs) is the core's, the sweep's and train_cnn's
     assert TrainConfig().epochs == SweepModelsConfig().epochs == DEFAULT_TRAINING.epochs == 20
     assert PruneConfig().score_epochs == SweepScoresConfig().score_epochs == ScoreParams().score_epochs
-    assert typing.get_args(PruneParams.model_fields["strategy"].annotation) == STRATEGIES
+    assert typing.get_args(PruneParams.model_fields["strategy"].annotation) == STRATEGIES + SELECT_STRATEGIES
 
 
 @pytest.mark.parametrize("params, values, setting", [

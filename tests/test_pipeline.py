@@ -17,6 +17,7 @@ from prune_dagster.defs.config import to_params
 # The Config defaults before the Params models existed (defs/assets/{cleaning,shaping,ingest}.py).
 OLD_DEFAULTS = {
     "validated": {"drop_blank": True, "overrides": ""},
+    "properties_checked": {"enabled": False, "k": 5.0, "skip": []},  # new step (issue 15): off by default
     "exact_deduplicated": {"enabled": True, "conflict_policy": "drop_all", "check_test_leaks": True},
     "near_deduplicated": {"enabled": True, "threshold": 0.3, "keep": "first", "n_components": 32, "seed": 0},
     "outliers_removed": {"enabled": True, "method": "knn", "contamination": 0.0, "z_threshold": 4.0,
@@ -31,6 +32,7 @@ OLD_DEFAULTS = {
 }
 CONFIGS = {
     "validated": "prune_dagster.defs.assets.ingest.ValidateConfig",
+    "properties_checked": "prune_dagster.defs.assets.properties.PropertyConfig",
     "exact_deduplicated": "prune_dagster.defs.assets.cleaning.ExactDedupConfig",
     "near_deduplicated": "prune_dagster.defs.assets.cleaning.NearDedupConfig",
     "outliers_removed": "prune_dagster.defs.assets.cleaning.OutlierConfig",
@@ -58,8 +60,8 @@ def test_the_pipeline_is_the_graph_the_jobs_floors_and_groups_use():
     assert PRUNE_GRAPH[1:1 + len(graph)] == list(graph)
     assert [n for n in graph if n != pipeline.REPRESENTATION] == list(names)
     assert graph.index(pipeline.REPRESENTATION) == names.index("exact_deduplicated") + 1
-    assert REMOVAL_FLOORS == {"validated": 0.5, "exact_deduplicated": 0.5, "near_deduplicated": 0.5,
-                              "outliers_removed": 0.2, "label_noise_removed": 0.5}
+    assert REMOVAL_FLOORS == {"validated": 0.5, "properties_checked": 0.2, "exact_deduplicated": 0.5,
+                              "near_deduplicated": 0.5, "outliers_removed": 0.2, "label_noise_removed": 0.5}
     groups = {a.key.to_user_string(): a.group_names_by_key[a.key] for a in defs.assets or ()}
     assert {s.asset: s.stage for s in pipeline.PIPELINE} == {n: groups[n] for n in names}
     assert [s.asset for s in pipeline.PIPELINE if s.incremental] == list(names[:-1])
@@ -71,7 +73,8 @@ def test_the_pipeline_is_the_graph_the_jobs_floors_and_groups_use():
 @pytest.mark.parametrize("step", STEPS_WITH_PARAMS, ids=lambda s: s.asset)
 def test_each_step_declares_typed_described_settings_with_the_old_defaults(step):
     fields = step.params.model_fields
-    assert fields["enabled"].annotation is bool and fields["enabled"].default is True
+    # properties_checked is off by default: it flags one clean sklearn digit (image_properties.PropertyStepParams)
+    assert fields["enabled"].annotation is bool and fields["enabled"].default is (step.asset != "properties_checked")
     assert all(f.description for f in fields.values()), [k for k, f in fields.items() if not f.description]
     for name, f in fields.items():  # a fixed choice is a Literal, never a bare str
         assert f.annotation is not str or name == "overrides", name

@@ -9,7 +9,7 @@ from prune_dagster.defs.engine import ComputeEngine
 from prune_dagster.defs.io import RunScopedIOManager
 from prune_dagster.defs.resources import OutputStore
 
-CHAIN = ["raw_dataset", "validated", "exact_deduplicated", "representation", "near_deduplicated",
+CHAIN = ["raw_dataset", "validated", "properties_checked", "exact_deduplicated", "representation", "near_deduplicated",
          "outliers_removed", "label_noise_removed"]
 
 

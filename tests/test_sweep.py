@@ -29,7 +29,7 @@ from prune_dagster.core.selection.sweep import (
     infobatch_plan,
     parse_key,
 )
-from prune_dagster.defs.assets import cleaning, ingest, representation, shaping
+from prune_dagster.defs.assets import cleaning, ingest, properties, representation, shaping
 from prune_dagster.defs.assets.sweep import (
     SWEEP_PARTITIONS,
     all_partitions_tags,
@@ -131,7 +131,8 @@ def sweep_run(tmp_path_factory):
         # reads while loading, so a context another test left behind cannot leak in.
         with dg.DagsterInstance.get() as instance:
             defs = dg.Definitions(
-                assets=[*dg.load_assets_from_modules([ingest, representation, cleaning, shaping]), *sweep_assets],
+                assets=[*dg.load_assets_from_modules([ingest, properties, representation, cleaning, shaping]),
+                        *sweep_assets],
                 jobs=[sweep_job],
                 resources={"mlflow": MlflowResource(), "output_store": OutputStore(),
                            "io_manager": RunScopedIOManager(),

@@ -16,7 +16,16 @@ from typing import Any
 
 from prune_dagster.core.params import Params
 from prune_dagster.core.selection.strategies import PruneParams
-from prune_dagster.core.steps import balance, dedup, features, label_noise, near_dup, outliers, validate
+from prune_dagster.core.steps import (
+    balance,
+    dedup,
+    features,
+    image_properties,
+    label_noise,
+    near_dup,
+    outliers,
+    validate,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,8 @@ class Step:
 PIPELINE: tuple[Step, ...] = (
     Step("validated", "ingest", validate.ValidateParams, 0.5, validate.SCORE_MEANING,
          validate.freeze, validate.decide),
+    Step("properties_checked", "cleaning", image_properties.PropertyStepParams, 0.2, image_properties.SCORE_MEANING,
+         image_properties.freeze, image_properties.decide),
     Step("exact_deduplicated", "cleaning", dedup.ExactDedupParams, 0.5, dedup.SCORE_MEANING,
          dedup.freeze, dedup.decide),
     Step("near_deduplicated", "cleaning", near_dup.NearDedupParams, 0.5, near_dup.SCORE_MEANING,
@@ -54,7 +65,8 @@ PIPELINE: tuple[Step, ...] = (
     # Score-based pruning ranks the whole set: new samples are kept and re-ranked at the next full prune.
     Step("pruned_dataset", "selection", PruneParams, None,
          "the strategy's per-sample score (EL2N: mean L2 norm of softmax - one-hot; forgetting: events; "
-         "prototype: distance to the nearest centroid; random: a uniform draw); removed: beyond the cutoff"),
+         "prototype: distance to the nearest centroid; random: a uniform draw; semdedup: largest cosine "
+         "similarity to a kept member of its cluster); removed: beyond the cutoff"),
 )
 
 SCORE_STEP = "pruned_dataset"

@@ -36,6 +36,7 @@ from sklearn.cluster import KMeans
 
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.params import Params
+from prune_dagster.core.selection.strategies import PruneParams
 
 # Bisection steps on ε in [0, 2] (it stops once the count is hit): 2 x 2^-30 is below float32 rounding.
 _BISECTION_STEPS = 30
@@ -214,3 +215,15 @@ def semdedup_select(embeddings: np.ndarray, fraction: float, labels: np.ndarray 
     if not 0.0 < fraction <= 1.0:  # before the clustering, which costs the most
         raise ConfigError(f"retained_fraction={fraction}; expected a share in (0, 1]")
     return select(prepare(embeddings, labels, params), fraction)
+
+
+def semdedup_prune(embeddings: np.ndarray | None, labels: np.ndarray, prune: PruneParams) -> SemDedupResult:
+    """pruned_dataset's `strategy: semdedup`: keep `retained_fraction` of the rows of `embeddings` (the
+    shared representation's, for the step's input in order), reading the clustering settings from the
+    step's own: n_clusters (0 = automatic), per_class, seed, fit_sample (0 = fit on all)."""
+    if embeddings is None:
+        raise ConfigError("pruned_dataset.strategy=semdedup needs embeddings, and representation.features='pixels' "
+                          "has none: set representation.features to 'learned' or 'provided'")
+    params = SemDedupParams(n_clusters=prune.n_clusters, per_class=prune.per_class, seed=prune.seed,
+                            fit_rows=max(100, prune.fit_sample or len(embeddings)))
+    return semdedup_select(embeddings, prune.retained_fraction, labels, params)

@@ -16,7 +16,12 @@ from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.params import Params
 
 Strategy = Literal["random", "el2n", "forgetting", "prototype_easy", "prototype_hard", "ccs"]
-STRATEGIES: tuple[str, ...] = get_args(Strategy)
+STRATEGIES: tuple[str, ...] = get_args(Strategy)  # ranked by a per-sample score; the sweep sweeps these
+# Strategies that choose the kept positions themselves (core/selection/semdedup.py) from the shared
+# representation's embeddings; pruned_dataset only (the sweep would have to re-select per fraction).
+SelectStrategy = Literal["semdedup"]
+SELECT_STRATEGIES: tuple[str, ...] = get_args(SelectStrategy)
+PruneStrategy = Literal[Strategy, SelectStrategy]
 Embedding = Literal["pca", "cnn"]
 EMBEDDINGS: tuple[str, ...] = get_args(Embedding)
 
@@ -48,8 +53,10 @@ class PruneParams(ScoreParams):
     """Score-based pruning to a retained fraction: the strategy, the target fraction and its scores' settings."""
 
     enabled: bool = Field(True, description="false: the step passes its input through unchanged (no score pruning).")
-    strategy: Strategy = Field("el2n", description="Score that ranks samples: random is the baseline; see "
-                                                   "core/selection/scoring.py for each.")
+    strategy: PruneStrategy = Field("el2n", description="Score that ranks samples: random is the baseline; see "
+                                                        "core/selection/scoring.py for each. semdedup: semantic "
+                                                        "deduplication on the representation's embeddings "
+                                                        "(core/selection/semdedup.py).")
     retained_fraction: float = Field(0.8, gt=0, le=1, description="target_fraction: share of the cleaned set to "
                                                                   "keep, in (0, 1]; 1.0 keeps everything.")
     scores_from: Literal["representation", "own_runs"] = Field(

@@ -14,8 +14,11 @@ from prune_dagster.core.infra.parallel import Mapper, serial_map
 from prune_dagster.core.ledger import StepResult, Synthetic, removed_frame
 from prune_dagster.core.params import Params
 from prune_dagster.core.steps.frozen import NeedsFullPrune, NewBatch, OldRun
+from prune_dagster.core.training.class_weights import METHODS, ClassWeightParams, class_weights
 
-SAMPLERS = ("none", "smote", "random_over", "random_under", "near_miss", "tomek")
+SAMPLERS = ("none", "smote", "random_over", "random_under", "near_miss", "tomek", "class_weight")
+# Samplers that leave the samples as they are (class_weight: the loss of trained_model weighs classes instead).
+UNCHANGED = ("none", "class_weight")
 OVER = ("smote", "random_over")
 SCORE_MEANING = "none (NaN): an under-sampler's removals carry no score"
 
@@ -26,10 +29,24 @@ class BalanceParams(Params):
     enabled: bool = Field(default=True, description="false: the step passes its input through unchanged")
     sampler: Literal[SAMPLERS] = Field(default="smote", description="none | smote | random_over (add samples to "
                                                                     "small classes) | random_under | near_miss | "
-                                                                    "tomek (remove samples of large classes)")
+                                                                    "tomek (remove samples of large classes) | "
+                                                                    "class_weight (keep the samples; trained_model "
+                                                                    "weighs the loss per class)")
     max_imbalance: float = Field(default=2.0, ge=1.0, le=1e6, description="largest / smallest class size "
                                                                           "allowed before the sampler acts")
     seed: int = Field(default=0, ge=0, description="seed of the sampler")
+    class_weight_kind: Literal[METHODS] = Field(default="effective_number",
+                                                description="class_weight: inverse_frequency (1 / n_c) or "
+                                                            "effective_number ((1 - beta) / (1 - beta^n_c))")
+    beta: float = Field(default=0.999, ge=0.0, lt=1.0, description="class_weight with effective_number: 0 = equal "
+                                                                    "weights, towards 1 = inverse frequency")
+
+
+def loss_weights(params: BalanceParams, labels: np.ndarray, n_classes: int) -> np.ndarray | None:
+    """Per-class loss weights of the training set when the step chose `class_weight`, else None."""
+    if not params.enabled or params.sampler != "class_weight":
+        return None
+    return class_weights(labels, n_classes, ClassWeightParams(method=params.class_weight_kind, beta=params.beta))
 
 
 def histogram(labels: np.ndarray, class_names: tuple[str, ...]) -> dict[str, int]:
@@ -61,7 +78,7 @@ def rebalance(ids: np.ndarray, images: np.ndarray, labels: np.ndarray, class_nam
     x = images.reshape(len(images), -1)
     ids = np.asarray(ids, dtype=object)
 
-    if sampler == "none" or (sampler != "tomek" and ratio <= max_imbalance):
+    if sampler in UNCHANGED or (sampler != "tomek" and ratio <= max_imbalance):
         return StepResult(removed=removed_frame(), metadata={**meta, "histogram_after": before})
 
     if sampler in OVER:
@@ -114,7 +131,7 @@ def freeze(old: OldRun, params: BalanceParams, mapper: Mapper = serial_map) -> B
 
 def decide(frozen: BalanceIndex, params: BalanceParams, batch: NewBatch, mapper: Mapper = serial_map) -> None:
     """Removes nothing; needs a full prune when the sampler would act differently with the new samples."""
-    if params.sampler == "none":
+    if params.sampler in UNCHANGED:
         return
     counts = frozen.class_counts + np.bincount(batch.labels[batch.alive], minlength=len(frozen.class_counts))
     present = counts[counts > 0]

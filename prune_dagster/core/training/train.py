@@ -13,6 +13,7 @@ from pydantic import Field
 from torch import nn
 
 from prune_dagster.core.params import Params
+from prune_dagster.core.training.augment import AugmentParams, augment_batch, make_generator
 from prune_dagster.core.training.model import PruneCNN
 
 
@@ -76,8 +77,15 @@ def train_cnn(
     feature_mask: np.ndarray | None = None,
     epoch_plan: EpochPlan | None = None,
     on_epoch: Callable[[int, PruneCNN], None] | None = None,
+    augment: AugmentParams | None = None,
+    class_weight: np.ndarray | None = None,
 ) -> TrainResult:
-    """Adam on per-sample cross-entropy; `epoch_plan` may skip and re-weight samples per epoch."""
+    """Adam on per-sample cross-entropy; `epoch_plan` may skip and re-weight samples per epoch.
+
+    `augment`: each batch is augmented on the fly from its own generator seeded by `config.seed`
+    (never stored; None or `none`: the batch as it is, the loop unchanged). `class_weight`: (n_classes,)
+    per-class loss weights (core/training/class_weights.py) multiplied into the per-sample loss; the
+    losses an epoch plan sees stay unweighted."""
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
@@ -87,6 +95,8 @@ def train_cnn(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     loss_fn = nn.CrossEntropyLoss(reduction="none")
     n, passes, epoch_losses = len(y), 0, []
+    gen = make_generator(config.seed) if augment is not None and augment.augment != "none" else None
+    cw = None if class_weight is None else torch.as_tensor(np.asarray(class_weight, dtype=np.float32))
     start = time.perf_counter()
     for epoch in range(config.epochs):
         model.train()
@@ -99,8 +109,10 @@ def train_cnn(
         seen_losses = np.empty(len(order), dtype=np.float32)
         for s in range(0, len(order), config.batch_size):
             idx = torch.from_numpy(np.asarray(order[s:s + config.batch_size], dtype=np.int64))
-            losses = loss_fn(model(x[idx]), y[idx])
-            loss = (losses * w_all[s:s + config.batch_size]).mean()
+            xb = x[idx] if gen is None else augment_batch(x[idx], augment, gen)
+            losses = loss_fn(model(xb), y[idx])
+            w = w_all[s:s + config.batch_size] if cw is None else w_all[s:s + config.batch_size] * cw[y[idx]]
+            loss = (losses * w).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -6,6 +6,7 @@ Config classes here are made from them, and each asset converts its config back 
 
 
 import dagster as dg
+import numpy as np
 
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.embedding.pca import flatten, pca_embed
@@ -26,7 +27,8 @@ OutlierConfig = dagster_config(OutlierParams)
 LabelNoiseConfig = dagster_config(LabelNoiseParams)
 
 
-@dg.asset(group_name="cleaning")
+# Its input is the step before it in core/pipeline.py: properties_checked (which passes `validated` through when off).
+@dg.asset(group_name="cleaning", ins={"validated": dg.AssetIn("properties_checked")})
 def exact_deduplicated(config: ExactDedupConfig, raw_dataset: Dataset, validated: Selection,
                        engine: ComputeEngine) -> dg.Output[Selection]:
     """Keeps one of each set of byte-identical images (content hash); label conflicts and copies of
@@ -92,7 +94,11 @@ def label_noise_removed(config: LabelNoiseConfig, raw_dataset: Dataset, outliers
     def compute(ids, images, labels):
         probs = representation.probs_of(ids) if params.probabilities == "representation" else None
         if probs is not None:
-            return label_issues_from_probabilities(ids, labels, probs, params)
+            result = label_issues_from_probabilities(ids, labels, probs, params)
+            flagged = np.isin(ids, result.removed["id"].to_numpy())  # the gallery shows given -> predicted
+            result.metadata["predicted_label"] = dict(zip(ids[flagged].tolist(),
+                                                          probs[flagged].argmax(axis=1).tolist(), strict=True))
+            return result
         features = representation.embeddings_of(ids) if representation.features == "provided" else None
         result = engine.supply(find_label_issues)(ids, flatten(images) if features is None else features, labels,
                                                   params.classifier, params.folds, params.filter_by, params.seed)

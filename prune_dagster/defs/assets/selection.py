@@ -8,6 +8,7 @@ from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.export import export_dataset, write_selection
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 from prune_dagster.core.selection.scoring import prune_to_fraction, select_from_scores
+from prune_dagster.core.selection.semdedup import semdedup_prune
 from prune_dagster.core.selection.strategies import PruneParams
 from prune_dagster.core.training.shared import SharedRepresentation
 from prune_dagster.defs.assets.common import run_step
@@ -25,6 +26,8 @@ def score_prune(config: PruneConfig, n_classes: int, feature_mask: np.ndarray | 
     params = to_params(config, PruneParams)
 
     def compute(ids: np.ndarray, images: np.ndarray, labels: np.ndarray) -> StepResult:
+        if params.strategy == "semdedup":
+            return semdedup_step(params, representation, ids, labels)
         shared = shared_el2n(params, representation, ids)
         if shared is not None:  # the fold runs' EL2N: ranked like the step's own, nothing trained here
             scores = shared
@@ -40,6 +43,19 @@ def score_prune(config: PruneConfig, n_classes: int, feature_mask: np.ndarray | 
             "strategy": params.strategy, "target_fraction": params.retained_fraction,
             "scores_from": "representation" if shared is not None else "own_runs"})
     return compute
+
+
+def semdedup_step(params: PruneParams, representation: SharedRepresentation | None, ids: np.ndarray,
+                  labels: np.ndarray) -> StepResult:
+    """Semantic deduplication on the representation's embeddings: the kept positions it chooses, and
+    each dropped sample's cosine similarity to a kept member of its cluster as its ledger score."""
+    embeddings = None if representation is None else representation.embeddings_of(ids)
+    result = semdedup_prune(embeddings, labels, params)
+    out = np.ones(len(ids), dtype=bool)
+    out[result.kept] = False
+    removed = removed_frame(ids[out], "semantic_duplicate", result.scores[out])
+    return StepResult(removed=removed, metadata={"strategy": "semdedup", "target_fraction": params.retained_fraction,
+                                                 "scores_from": "representation", **result.metadata()})
 
 
 def shared_el2n(params: PruneParams, representation: SharedRepresentation | None, ids: np.ndarray):

@@ -6,7 +6,7 @@ import dagster as dg
 
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.ledger import Selection
-from prune_dagster.core.steps.balance import BalanceParams, rebalance
+from prune_dagster.core.steps.balance import BalanceParams, loss_weights, rebalance
 from prune_dagster.core.steps.features import FeatureParams, select_features
 from prune_dagster.defs.assets.common import run_step
 from prune_dagster.defs.config import dagster_config, to_params
@@ -20,13 +20,21 @@ FeatureConfig = dagster_config(FeatureParams)
 def class_balanced(config: BalanceConfig, raw_dataset: Dataset, label_noise_removed: Selection,
                    engine: ComputeEngine) -> dg.Output[Selection]:
     """Brings the class ratio within `max_imbalance` with an imbalanced-learn sampler. Synthetic
-    samples (SMOTE) get their own ids and pixels and are listed in synthetic.csv, never in kept_ids."""
+    samples (SMOTE) get their own ids and pixels and are listed in synthetic.csv, never in kept_ids.
+    `sampler: class_weight` keeps the samples as they are; trained_model reads this step's recorded
+    config and weighs its loss per class (the weights of the current set are in the metadata)."""
     params = to_params(config, BalanceParams)
-    # rebalance runs in this process: it has no blockwise work for the engine
-    return run_step("class_balanced", raw_dataset, label_noise_removed, params,
-                    lambda ids, images, labels: rebalance(ids, images, labels, raw_dataset.class_names,
-                                                          params.sampler, params.max_imbalance, params.seed),
-                    engine=engine)
+
+    def compute(ids, images, labels):
+        # rebalance runs in this process: it has no blockwise work for the engine
+        result = rebalance(ids, images, labels, raw_dataset.class_names, params.sampler, params.max_imbalance,
+                           params.seed)
+        weights = loss_weights(params, labels, raw_dataset.n_classes)
+        if weights is not None:
+            result.metadata["class_weights"] = dict(zip(raw_dataset.class_names, map(float, weights), strict=True))
+        return result
+
+    return run_step("class_balanced", raw_dataset, label_noise_removed, params, compute, engine=engine)
 
 
 @dg.asset(group_name="shaping")

@@ -15,12 +15,14 @@ from prune_dagster.core.data.export import write_selection
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 from prune_dagster.core.selection.dynamic import DynamicParams, make_epoch_plan
 from prune_dagster.core.selection.fractions import selection_fractions
+from prune_dagster.core.steps.balance import BalanceParams, loss_weights
+from prune_dagster.core.training.augment import AugmentParams
 from prune_dagster.core.training.inputs import training_arrays, training_ids
 from prune_dagster.core.training.model import PruneCNN
 from prune_dagster.core.training.train import TrainParams, accuracy, default_threads, predict_proba, train_cnn
-from prune_dagster.defs.assets.common import to_metadata
+from prune_dagster.defs.assets.common import dataset_metadata, to_metadata
 from prune_dagster.defs.config import dagster_config
-from prune_dagster.defs.resources import MlflowResource, OutputStore, model_name
+from prune_dagster.defs.resources import DatasetInput, MlflowResource, OutputStore, model_name
 from prune_dagster.defs.summary import selection_summary
 
 
@@ -40,9 +42,10 @@ class TrainedModel:
         return model.eval()
 
 
-class TrainConfig(dagster_config(TrainParams), dagster_config(DynamicParams)):
-    """How trained_model trains the CNN: the core TrainParams and DynamicParams (one definition each),
-    plus whether the model itself is logged. `threads` 0: the process default."""
+class TrainConfig(dagster_config(TrainParams), dagster_config(DynamicParams), dagster_config(AugmentParams)):
+    """How trained_model trains the CNN: the core TrainParams, DynamicParams and AugmentParams (one
+    definition each; being config fields they are logged as MLflow params), plus whether the model
+    itself is logged. `threads` 0: the process default."""
 
     log_model: bool = Field(True, description="Log the model to MLflow (with signature and input example).")
 
@@ -64,6 +67,17 @@ def step_params(selection: Selection) -> dict[str, str]:
     return params
 
 
+def class_weights_of(selection: Selection, labels: np.ndarray, n_classes: int) -> np.ndarray | None:
+    """The loss weights class_balanced asked for (`sampler: class_weight` in its recorded config), else None."""
+    record = selection.record("class_balanced")
+    return None if record is None else loss_weights(BalanceParams.model_validate(record.config), labels, n_classes)
+
+
+def weight_params(weights: np.ndarray | None) -> dict[str, str]:
+    """`class_weights` as one comma-separated MLflow param / metadata value (class order); {} when unweighted."""
+    return {} if weights is None else {"class_weights": ",".join(f"{w:.5g}" for w in weights)}
+
+
 def feedback_rows(selection: Selection, plan: Any) -> pd.DataFrame | None:
     """Ledger rows of the samples dynamic feedback removal dropped (synthetic ones have no row)."""
     if plan is None or not plan.removed:
@@ -71,6 +85,13 @@ def feedback_rows(selection: Selection, plan: Any) -> pd.DataFrame | None:
     original = [r for r in plan.removed if r.position < len(selection.kept_ids)]
     return removed_frame(training_ids(selection)[[r.position for r in original]], "persistent_high_loss",
                          [r.score for r in original])
+
+
+def dataset_input(dataset: Dataset, labels: np.ndarray) -> DatasetInput:
+    """MLflow's view of the training data: the dataset's name and digest, its class counts as the frame."""
+    counts = np.bincount(labels, minlength=dataset.n_classes).astype(float)
+    frame = pd.DataFrame({"class": list(dataset.class_names), "n_train": counts})
+    return DatasetInput(dataset.source, dataset.digest(), dataset.source, frame)
 
 
 @dg.asset(group_name="training", kinds={"pytorch", "mlflow"})
@@ -86,7 +107,10 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, raw_da
     cfg = cfg.model_copy(update={"threads": config.threads or default_threads()})
     plan = make_epoch_plan(config.dynamic, len(labels), prune_ratio=config.prune_ratio, delta=config.delta,
                            feedback=config.feedback, seed=config.seed)
-    result = train_cnn(images, labels, raw_dataset.n_classes, cfg, pruned_dataset.feature_mask, epoch_plan=plan)
+    weights = class_weights_of(pruned_dataset, labels, raw_dataset.n_classes)
+    augment = AugmentParams(**{k: getattr(config, k) for k in AugmentParams.model_fields})
+    result = train_cnn(images, labels, raw_dataset.n_classes, cfg, pruned_dataset.feature_mask, epoch_plan=plan,
+                       augment=augment, class_weight=weights)
     feedback = feedback_rows(pruned_dataset, plan)
     n_dropped = 0 if feedback is None else len(feedback)
     fractions = selection_fractions(pruned_dataset, n_dropped=n_dropped, sample_passes=result.sample_passes,
@@ -102,17 +126,20 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, raw_da
     }
     tags = {"dagster_run_id": context.run_id, "dagster_asset": "trained_model",
             "dataset": raw_dataset.source, "dataset_digest": raw_dataset.digest()}
-    params = {"strategy": strategy, **config.model_dump(exclude={"log_model"}), **step_params(pruned_dataset)}
+    params = {"strategy": strategy, **config.model_dump(exclude={"log_model"}), **step_params(pruned_dataset),
+              **weight_params(weights)}
     example = np.transpose(images[:1], (0, 3, 1, 2)).astype(np.float32)
     run_id = mlflow.log_training_run(
         f"{strategy}-{fractions.target_fraction:.2f}", tags, params, metrics, losses=result.epoch_losses,
         model=result.model if config.log_model else None, input_example=example,
-        model_name=model_name(strategy, fractions.target_fraction))
+        model_name=model_name(strategy, fractions.target_fraction), dataset=dataset_input(raw_dataset, labels))
     model = TrainedModel(state_dict={k: v.clone() for k, v in result.model.state_dict().items()},
                          shape=raw_dataset.image_shape, n_classes=raw_dataset.n_classes,
                          mlflow_run_id=run_id, metrics=metrics, feedback_removed=feedback)
-    return dg.Output(model, metadata=to_metadata({**metrics, "mlflow_run_id": run_id,
-                                                  "mlflow_tracking_uri": mlflow.uri()}))
+    return dg.Output(model, metadata=to_metadata({**metrics, "mlflow_run_id": run_id, **weight_params(weights),
+                                                  "mlflow_tracking_uri": mlflow.uri(),
+                                                  "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id)),
+                                                  **dataset_metadata(raw_dataset, context.job_name)}))
 
 
 @dg.asset(group_name="training", kinds={"mlflow"})
@@ -153,5 +180,7 @@ def model_evaluation(context: dg.AssetExecutionContext, raw_dataset: Dataset, pr
     return dg.Output(summary, metadata=to_metadata({
         "test_accuracy": round(acc, 4), "n_test": len(y_test), "per_class_accuracy": per_class,
         "output_folder": str(folder), "mlflow_run_id": trained_model.mlflow_run_id,
+        "mlflow_run": dg.MetadataValue.url(mlflow.run_url(trained_model.mlflow_run_id)),
+        **dataset_metadata(raw_dataset, context.job_name),
         "summary": json.loads(json.dumps(summary["steps"])),
     }))

@@ -4,6 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+UI_PORT ?= 3000
+MLFLOW_PORT ?= 5000
+# Where links point (Dagster metadata -> MLflow run, MLflow run -> Dagster run, the CLI's output).
+export PRUNE_DAGSTER_UI ?= http://$(HOST):$(UI_PORT)
+export PRUNE_MLFLOW_UI ?= http://$(HOST):$(MLFLOW_PORT)
 
 .PHONY: run test lint ui mlflow-ui clean
 
@@ -25,10 +30,10 @@ test: $(BIN)/.installed
 
 ui: $(BIN)/.installed
 	mkdir -p $(DAGSTER_HOME)
-	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p 3000
+	$(BIN)/dagster dev -w workspace.yaml -h $(HOST) -p $(UI_PORT)
 
 mlflow-ui: $(BIN)/.installed
-	$(BIN)/mlflow ui --backend-store-uri $$($(BIN)/python -m prune_dagster.paths tracking-uri) -h $(HOST) -p 5000
+	$(BIN)/mlflow ui --backend-store-uri $$($(BIN)/python -m prune_dagster.paths tracking-uri) -h $(HOST) -p $(MLFLOW_PORT)
 
 clean:
 	rm -rf data

@@ -15,7 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from prune_dagster import paths
+from prune_dagster import paths, settings
 from prune_dagster.core.infra.locks import file_lock
 
 
@@ -102,7 +102,7 @@ def job_run_config(job: Any, args: argparse.Namespace) -> dict[str, Any]:
     return run_config
 
 
-def format_summary(summary: dict[str, Any], dagster_home: str) -> str:
+def format_summary(summary: dict[str, Any], dagster_home: str, mlflow_url: str = "", dagster_url: str = "") -> str:
     lines = [f"dataset {summary['dataset']}: {summary['n_samples']} samples, "
              f"{summary['n_train_split']} train / {summary['n_test']} test (test set never pruned)", ""]
     lines.append(f"  {'step':<22}{'in':>7}{'kept':>7}  removed by reason")
@@ -116,11 +116,41 @@ def format_summary(summary: dict[str, Any], dagster_home: str) -> str:
         f"kept_fraction_of_cleaned {summary['kept_fraction_of_cleaned']:.3f} by the score step), "
         f"{summary['n_synthetic']} synthetic",
         f"test accuracy {summary['test_accuracy']:.4f} on {summary['n_test']} held-out samples",
-        f"MLflow run {summary['mlflow_run_id']} in {summary['mlflow_tracking_uri']}  (UI: make mlflow-ui)",
-        f"Dagster run {summary['dagster_run_id']} in DAGSTER_HOME={dagster_home}  "
-        f"(UI: make ui, then http://127.0.0.1:3000/runs/{summary['dagster_run_id']})",
+        f"MLflow run {summary['mlflow_run_id']} in {summary['mlflow_tracking_uri']}",
+        f"  {mlflow_url or '(open with make mlflow-ui)'}  (after make mlflow-ui)",
+        f"Dagster run {summary['dagster_run_id']} in DAGSTER_HOME={dagster_home}",
+        f"  {dagster_url or '(open with make ui)'}  (after make ui)",
     ]
     return "\n".join(lines)
+
+
+def dagster_run_url(run_id: str) -> str:
+    from prune_dagster.defs.resources import dagster_run_url as url
+
+    return url(run_id)
+
+
+def run_dataset(run_config: dict[str, Any]) -> str:
+    """The dataset a run loads: `raw_dataset.source` when given, else the default source."""
+    given = run_config.get("ops", {}).get("raw_dataset", {}).get("config", {}).get("source")
+    return str(given or settings.dataset())
+
+
+def ui_urls(summary: dict[str, Any]) -> tuple[str, str]:
+    """(MLflow run page, Dagster run page) for a finished prune_job run; the MLflow one is empty when the
+    tracking store cannot say the run's experiment."""
+    from prune_dagster.defs.resources import MlflowResource
+
+    dagster_url = dagster_run_url(summary["dagster_run_id"])
+    try:
+        import mlflow
+
+        mlflow.set_tracking_uri(summary["mlflow_tracking_uri"])
+        exp = mlflow.get_run(summary["mlflow_run_id"]).info.experiment_id
+        return MlflowResource(tracking_uri=summary["mlflow_tracking_uri"]).run_url(summary["mlflow_run_id"], exp), \
+            dagster_url
+    except Exception:  # a link is a convenience: the run and its outputs are already written
+        return "", dagster_url
 
 
 def resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -137,12 +167,38 @@ def resolve(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     return job, job_run_config(job, args)
 
 
+TELEMETRY_OFF = "telemetry:\n  enabled: false\n"  # else Dagster prints its telemetry banner on a new home
+
+
+def own_home_config(path: Path) -> None:
+    """The CLI's own DAGSTER_HOME: Dagster's defaults with telemetry off (a user's setting is kept)."""
+    text = path.read_text() if path.exists() else ""
+    if "telemetry" not in text:
+        path.write_text(text + ("\n" if text and not text.endswith("\n") else "") + TELEMETRY_OFF)
+
+
+def quiet_console(verbose: bool) -> None:
+    """Hide library chatter that is no action for the user (torch.export's shape notes when MLflow
+    saves a model, MLflow's store set-up lines and advisory warnings); `--verbose` shows it all."""
+    import logging
+
+    if verbose:
+        return
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # MLflow sets its logger's level when imported
+    for name in ("mlflow", "torch._export", "torch.export", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    for module in ("mlflow", "torch"):
+        warnings.filterwarnings("ignore", category=UserWarning, module=module)
+        warnings.filterwarnings("ignore", category=FutureWarning, module=module)
+
+
 def run(args: argparse.Namespace) -> int:
     default_home = str(paths.data_dir() / "dagster_home")
     os.environ.setdefault("DAGSTER_HOME", default_home)
     Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    if os.environ["DAGSTER_HOME"] == default_home:  # our own home: an empty dagster.yaml = the defaults
-        (Path(default_home) / "dagster.yaml").touch()
+    if os.environ["DAGSTER_HOME"] == default_home:  # our own home: the defaults, without telemetry
+        own_home_config(Path(default_home) / "dagster.yaml")
+    quiet_console(args.verbose)
     try:
         job, run_config = resolve(args)
     except UsageError as err:
@@ -159,11 +215,11 @@ def run(args: argparse.Namespace) -> int:
     with instance:
         # The step-by-step event log is in the Dagster UI; the console gets warnings and the summary.
         run_config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}}
-        tags = None
+        tags = {"dataset": run_dataset(run_config)}  # the Runs page filters by it
         if job.partitions_def is not None:  # sweep_job: one run over every partition
             from prune_dagster.defs.assets.sweep import all_partitions_tags
 
-            tags = all_partitions_tags(job.partitions_def)
+            tags.update(all_partitions_tags(job.partitions_def))
         result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
     seconds = time.perf_counter() - start
     if not result.success:
@@ -175,8 +231,11 @@ def run(args: argparse.Namespace) -> int:
         return 1
     summary_path = paths.output_dir() / "runs" / result.run_id / "summary.json"
     if args.job == "prune_job" and summary_path.exists():
-        print(format_summary(json.loads(summary_path.read_text()), os.environ["DAGSTER_HOME"]))
+        summary = json.loads(summary_path.read_text())
+        print(format_summary(summary, os.environ["DAGSTER_HOME"], *ui_urls(summary)))
         print(f"outputs: {summary_path.parent}")
+    else:
+        print(f"Dagster run: {dagster_run_url(result.run_id)}  (after make ui)")
     print(f"{args.job} finished in {seconds:.1f}s")
     return 0
 
@@ -191,7 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--set", action="append", default=[], metavar="ASSET.KEY=VALUE",
                    help="override a step's config, e.g. pruned_dataset.retained_fraction=0.5; an unknown "
                         "setting or a value it does not accept is refused before anything runs (exit code 2)")
-    p.add_argument("--verbose", action="store_true", help="print Dagster's full event log")
+    p.add_argument("--verbose", action="store_true", help="print Dagster's full event log and library warnings "
+                                                           "(torch export, MLflow) hidden by default")
     args = parser.parse_args(argv)
     return run(args)
 

@@ -22,6 +22,8 @@ schedules, sensors, where the project's folders are) are read when the definitio
 | `PRUNE_SCHEDULE_CRON`    | `0 3 * * *`               | the `daily_prune` schedule's cron                      |
 | `PRUNE_SENSOR_INTERVAL`  | `30`                      | seconds between the two sensors' evaluations           |
 | `PRUNE_INCOMING`         | none                      | the folder `new_samples_sensor` watches for batches    |
+| `PRUNE_MLFLOW_UI`        | `http://127.0.0.1:5000`   | MLflow UI address: Dagster metadata links, the CLI's output  |
+| `PRUNE_DAGSTER_UI`       | `http://127.0.0.1:3000`   | Dagster UI address: MLflow run tag/description, the CLI      |
 | `DAGSTER_HOME`           | CLI: `<data dir>/dagster_home` | Dagster's instance; `io_manager.base_dir` when empty |
 """
 
@@ -36,6 +38,8 @@ DEFAULT_DATASET = "digits"
 DEFAULT_SCHEDULE_CRON = "0 3 * * *"  # daily at 03:00
 DEFAULT_SENSOR_INTERVAL_S = 30
 DEFAULT_BLAS_THREADS = 1
+DEFAULT_MLFLOW_UI = "http://127.0.0.1:5000"  # `make mlflow-ui`
+DEFAULT_DAGSTER_UI = "http://127.0.0.1:3000"  # `make ui`
 
 
 def _get(name: str, default: str = "") -> str:
@@ -120,3 +124,13 @@ def sensor_interval_s() -> int:
 def dagster_home() -> str:
     """Dagster's own `DAGSTER_HOME` (empty when unset)."""
     return _get("DAGSTER_HOME")
+
+
+def mlflow_ui() -> str:
+    """Where a person opens MLflow (links point there; the tracking store may be a file)."""
+    return _get("PRUNE_MLFLOW_UI", DEFAULT_MLFLOW_UI).rstrip("/")
+
+
+def dagster_ui() -> str:
+    """Where a person opens Dagster's UI (MLflow runs link back there)."""
+    return _get("PRUNE_DAGSTER_UI", DEFAULT_DAGSTER_UI).rstrip("/")

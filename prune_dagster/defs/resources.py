@@ -3,20 +3,51 @@
 
 import os
 import socket
+import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
 import dagster as dg
 
-from prune_dagster import paths
+from prune_dagster import paths, settings
 from prune_dagster.core.infra.locks import file_lock
 
 
 class MlflowUnavailableError(RuntimeError):
     """The tracking store cannot be reached."""
+
+
+@dataclass(frozen=True)
+class DatasetInput:
+    """The dataset a run trained on, as MLflow's Dataset column shows it: name, content digest,
+    source, and a small frame (e.g. class counts) for its schema and profile."""
+
+    name: str
+    digest: str
+    source: str
+    frame: Any = None  # pandas.DataFrame
+
+
+def dagster_run_url(run_id: str) -> str:
+    """The Dagster UI page of one run (address: settings.dagster_ui())."""
+    return f"{settings.dagster_ui()}/runs/{run_id}"
+
+
+def log_dataset_input(data: DatasetInput) -> None:
+    """`mlflow.log_input` on the active run, so the runs table's Dataset column and filter work (MLflow
+    keeps at most 36 characters of a digest)."""
+    import mlflow.data
+    import pandas as pd
+
+    frame = data.frame if data.frame is not None else pd.DataFrame({"dataset": [data.name]})
+    with warnings.catch_warnings():  # a non-URI source ("digits") resolves to a local source, with a warning
+        warnings.simplefilter("ignore")
+        ds = mlflow.data.from_pandas(frame, source=data.source, name=data.name, digest=data.digest[:36])
+        mlflow.log_input(ds, context="training")
 
 
 class MlflowResource(dg.ConfigurableResource):
@@ -78,27 +109,49 @@ class MlflowResource(dg.ConfigurableResource):
         with file_lock(Path(parsed.path).with_suffix(".lock"), timeout, f"MLflow store {self.uri()}"):
             yield
 
+    def run_url(self, run_id: str, experiment_id: str | None = None) -> str:
+        """The MLflow UI page of one run (MLflow 3's `#/experiments/<id>/runs/<run_id>`), at
+        settings.mlflow_ui(): the tracking store may be a file the UI serves."""
+        exp = experiment_id or self.experiment_id()
+        return f"{settings.mlflow_ui()}/#/experiments/{exp}/runs/{run_id}"
+
+    def runs_table_url(self, experiment_id: str | None = None) -> str:
+        """The experiment's training-runs table (MLflow 3.17 otherwise opens a GenAI overview)."""
+        return f"{settings.mlflow_ui()}/#/experiments/{experiment_id or self.experiment_id()}/runs"
+
     @contextmanager
     def start_run(self, run_id: str | None = None, run_name: str | None = None,
                   tags: dict[str, str] | None = None) -> Iterator:
-        """Open (or resume) one run and always close it, so no run leaks across steps."""
+        """Open (or resume) one run and always close it, so no run leaks across steps. A new run
+        with a `dagster_run_id` tag links back to that Dagster run (tag and description)."""
         import mlflow
 
+        tags = dict(tags or {})
+        description = None
+        if run_id is None and tags.get("dagster_run_id"):
+            tags["dagster_run_url"] = dagster_run_url(tags["dagster_run_id"])
+            description = f"Dagster run: {tags['dagster_run_url']}"
         with self.store_lock():
             experiment_id = self.experiment_id()
-            with mlflow.start_run(run_id=run_id, run_name=run_name, tags=tags,
+            with mlflow.start_run(run_id=run_id, run_name=run_name, tags=tags or None, description=description,
                                   experiment_id=None if run_id else experiment_id) as run:
                 yield run
 
     def log_training_run(self, run_name: str, tags: dict[str, str], params: dict[str, Any],
                          metrics: dict[str, float], *, losses: Sequence[float] = (), model: Any = None,
-                         model_name: str = "model", input_example: Any = None) -> str:
+                         model_name: str = "model", input_example: Any = None,
+                         dataset: DatasetInput | None = None) -> str:
         """One model's run: params, metrics, the per-epoch `train_loss` and, when given, the model
-        (with explicit pip requirements, so MLflow does not infer them). The one logging path of
+        (with explicit pip requirements, so MLflow does not infer them) and `dataset` (else the tags'
+        `dataset` / `dataset_digest`) as the run's input. The one logging path of
         `trained_model` and `sweep_models`; returns the run id."""
         import mlflow
 
         with self.start_run(run_name=run_name, tags=tags) as run:
+            if dataset is None and tags.get("dataset") and tags.get("dataset_digest"):  # e.g. the sweep's runs
+                dataset = DatasetInput(tags["dataset"], tags["dataset_digest"], tags["dataset"])
+            if dataset is not None:
+                log_dataset_input(dataset)
             mlflow.log_params(params)
             mlflow.log_metrics(metrics)
             for epoch, loss in enumerate(losses):

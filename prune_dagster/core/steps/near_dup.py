@@ -157,6 +157,8 @@ def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndar
         "nn_sample": int(nn_rows),
         "radius": round(radius, 5),
         "pairs_scored": int(scored),
+        # removed id -> the kept id it duplicates (the gallery draws them side by side; not a ledger column)
+        "duplicate_of": dict(zip(removed["id"].tolist(), np.asarray(ids, dtype=object)[kept].tolist(), strict=True)),
     })
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import dagster as dg
 import numpy as np
+import pandas as pd
 from pydantic import BaseModel
 from threadpoolctl import threadpool_limits
 
@@ -14,7 +15,7 @@ from prune_dagster import settings
 from prune_dagster.core import pipeline
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.export import jsonable
-from prune_dagster.core.data.gallery import gallery_markdown
+from prune_dagster.core.data.gallery import Tile, removed_markdown
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 from prune_dagster.defs.engine import ComputeEngine
 
@@ -41,7 +42,9 @@ def to_metadata(values: dict[str, Any]) -> dict[str, Any]:
     for key, value in values.items():
         if value is None:
             continue
-        if isinstance(value, dict | list | tuple):
+        if isinstance(value, dg.MetadataValue):  # a record, and records are tuples: keep as given
+            out[key] = value
+        elif isinstance(value, dict | list | tuple):
             out[key] = dg.MetadataValue.json(jsonable(value))
         elif isinstance(value, np.generic):
             out[key] = value.item()
@@ -50,14 +53,60 @@ def to_metadata(values: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def removed_gallery(dataset: Dataset, selection: Selection, step: str, limit: int = 16) -> dg.MetadataValue:
-    rows = selection.ledger[selection.ledger["step"] == step].head(limit)
-    if rows.empty:
-        return dg.MetadataValue.md("_nothing removed_")
-    images = dataset.images[dataset.index_of(rows["id"].to_numpy())]
-    captions = [f"`{r.id}` {dataset.class_names[dataset.labels[dataset.index_of([r.id])[0]]]}: {r.reason}"
-                for r in rows.itertuples()]
-    return dg.MetadataValue.md(gallery_markdown(images, captions, limit))
+GALLERY_KEYS = ("duplicate_of", "predicted_label")  # StepResult metadata the gallery reads, not shown as is
+LEDGER_TABLE_ROWS = 1000  # the full-list table's cap; ledger.csv in the run's output folder has every row
+
+
+def _caption(dataset: Dataset, row: Any, predicted: dict) -> list[str]:
+    given = dataset.class_names[dataset.labels[dataset.index_of([row.id])[0]]]
+    pred = predicted.get(row.id)
+    label = f"{given} -> {dataset.class_names[int(pred)]}" if pred is not None else str(given)
+    score = "" if pd.isna(row.score) else f"score {row.score:.3g}"
+    return [str(row.id), label, score, str(row.reason)]
+
+
+def removed_gallery(dataset: Dataset, selection: Selection, step: str, limit: int = 16,
+                    extra: dict[str, Any] | None = None) -> dg.MetadataValue:
+    """Up to `limit` of the step's removals, highest score first: tile, caption (id, given label ->
+    predicted label where known, score, reason) and, for a near duplicate, the kept sample beside it.
+    `extra`: the step's `duplicate_of` (removed id -> kept id) and `predicted_label` (id -> class)."""
+    extra = extra or {}
+    rows = selection.ledger[selection.ledger["step"] == step]
+    shown = rows.sort_values("score", ascending=False, na_position="last", kind="stable").head(limit)
+    partners = extra.get("duplicate_of") or {}
+    predicted = extra.get("predicted_label") or {}
+    tiles, texts = [], []
+    for row in shown.itertuples():
+        caption = _caption(dataset, row, predicted)
+        partner_id = partners.get(row.id)
+        partner = None
+        if partner_id is not None and partner_id in dataset.id_index():
+            partner = Tile(dataset.images[dataset.index_of([partner_id])[0]], ["kept", str(partner_id)])
+        tiles.append(Tile(dataset.images[dataset.index_of([row.id])[0]], caption, partner))
+        dup = [f"dup of {partner_id}"] if partner is not None else []  # the tile beside it is captioned "kept"
+        texts.append(" · ".join(c for c in [*caption, *dup] if c))
+    capped = f"first {LEDGER_TABLE_ROWS} rows; " if len(rows) > LEDGER_TABLE_ROWS else ""
+    full = f"metadata `removed_ledger` ({capped}every row in the run's ledger.csv)"
+    return dg.MetadataValue.md(removed_markdown(tiles, texts, len(rows), full))
+
+
+def removed_ledger(selection: Selection, step: str) -> dg.MetadataValue:
+    """The step's ledger rows (id, step, reason, score) as a table: the gallery's full list."""
+    rows = selection.ledger[selection.ledger["step"] == step].head(LEDGER_TABLE_ROWS)
+    schema = dg.TableSchema(columns=[dg.TableColumn("id", "string"), dg.TableColumn("step", "string"),
+                                     dg.TableColumn("reason", "string"), dg.TableColumn("score", "float")])
+    records = [dg.TableRecord({"id": str(r.id), "step": str(r.step), "reason": str(r.reason),
+                               "score": None if pd.isna(r.score) else float(r.score)}) for r in rows.itertuples()]
+    return dg.MetadataValue.table(records, schema=schema)
+
+
+def dataset_metadata(dataset: Dataset, job_name: str | None = None) -> dict[str, Any]:
+    """What every materialization names: the dataset, its content digest and the job that ran it
+    (so `sweep_job`'s materializations of a pruning asset are told apart from `prune_job`'s)."""
+    out: dict[str, Any] = {"dataset": dataset.source, "dataset_digest": dataset.digest()}
+    if job_name:
+        out["job_name"] = job_name
+    return out
 
 
 def blas_threads() -> int:
@@ -70,6 +119,14 @@ def blas_threads() -> int:
     run one thread each already; raise this on a machine the run has to itself.
     """
     return settings.blas_threads()
+
+
+def current_job_name() -> str | None:
+    """The running job's name (None outside a Dagster run, e.g. a unit test calling run_step)."""
+    try:
+        return dg.AssetExecutionContext.get().job_name
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 def engine_metadata(engine: ComputeEngine | None, tasks_before: int = 0) -> dict[str, Any]:
@@ -104,6 +161,7 @@ def run_step(
         result = compute(ids, images, labels) if enabled else StepResult(removed=removed_frame(),
                                                                          metadata={"skipped": "disabled"})
     seconds = time.perf_counter() - start
+    gallery_extra = {k: result.metadata.pop(k) for k in GALLERY_KEYS if k in result.metadata}
     new = selection.advance(name, result, config.model_dump(), seconds)
     record = new.history[-1]
     metadata = {
@@ -117,7 +175,9 @@ def run_step(
         **result.metadata,
         **(extra_metadata or {}),
         **engine_metadata(engine, tasks_before),
+        **dataset_metadata(dataset, current_job_name()),
     }
     out = to_metadata(metadata)
-    out["removed_samples"] = removed_gallery(dataset, new, name)
+    out["removed_samples"] = removed_gallery(dataset, new, name, extra=gallery_extra)
+    out["removed_ledger"] = removed_ledger(new, name)
     return dg.Output(new, metadata=out)

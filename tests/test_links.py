@@ -39,7 +39,7 @@ def test_mlflow_run_links_back_and_records_its_dataset(tmp_path, monkeypatch):
     assert (only.dataset.name, only.dataset.digest) == ("dirty-digits", "ff" * 16)
 
 
-def test_step_metadata_names_dataset_and_job():
+def test_step_metadata_names_dataset_and_job(prune_env):
     ds = small_dataset()
 
     @dg.asset
@@ -48,8 +48,10 @@ def test_step_metadata_names_dataset_and_job():
                         lambda ids, *_: StepResult(removed=removed_frame(ids[:2], "odd", 1.0)))
 
     job = dg.define_asset_job("sweep_job", selection=[step])
-    defs = dg.Definitions(assets=[step], jobs=[job])
-    result = defs.resolve_job_def("sweep_job").execute_in_process()
+    # Definitions resolve inside this test's own instance: one another test left behind cannot leak in.
+    with dg.DagsterInstance.get() as instance:
+        defs = dg.Definitions(assets=[step], jobs=[job])
+        result = defs.resolve_job_def("sweep_job").execute_in_process(instance=instance)
     (mat,) = result.asset_materializations_for_node("step")
     assert mat.metadata["job_name"].value == "sweep_job"
     assert mat.metadata["dataset"].value == "toy" and mat.metadata["dataset_digest"].value == ds.digest()

@@ -31,6 +31,8 @@ CONFIGS = {
     "off": [f"{s}.enabled=false" for s in STEPS] + ["representation.features=pixels"],
     "cleaning_only": ["pruned_dataset.enabled=false"],
     "pixels": ["representation.features=pixels"],
+    # The default graph with random instead of EL2N at the same retained fraction (the baseline to beat).
+    "random": ["pruned_dataset.strategy=random"],
 }
 
 

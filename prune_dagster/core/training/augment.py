@@ -51,12 +51,13 @@ def random_shifts(batch: int, max_shift: int, generator: torch.Generator) -> tor
     return torch.randint(-max_shift, max_shift + 1, (batch, 2), generator=generator)
 
 
-def shift_images(x: torch.Tensor, shifts: torch.Tensor, max_shift: int) -> torch.Tensor:
-    """Each image moved by its (dy, dx) with zero fill: pad by `max_shift`, crop H x W at offset s - d."""
+def shift_images(x: torch.Tensor, shifts: torch.Tensor, max_shift: int, fill: str = "zeros") -> torch.Tensor:
+    """Each image moved by its (dy, dx): pad by `max_shift` (`fill`: zeros, or `replicate` the edge
+    pixels), crop H x W at offset s - d."""
     if max_shift == 0:
         return x
     b, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4)
+    padded = F.pad(x, (max_shift,) * 4, mode="replicate") if fill == "replicate" else F.pad(x, (max_shift,) * 4)
     top = (max_shift - shifts[:, 0])[:, None] + torch.arange(h)[None]  # (B, H) source rows
     left = (max_shift - shifts[:, 1])[:, None] + torch.arange(w)[None]  # (B, W) source columns
     out = padded[torch.arange(b)[:, None, None], :, top[:, :, None], left[:, None, :]]  # (B, H, W, C)

@@ -47,12 +47,12 @@ from typing import Literal
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
 from prune_dagster.core.errors import DatasetError
 from prune_dagster.core.params import Params
+from prune_dagster.core.training.augment import shift_images
 from prune_dagster.core.training.train import build_model, to_tensor
 
 # Rows per inference batch: bounds the conv activations (64 x H x W floats per row) at any N.
@@ -163,15 +163,12 @@ def bounded_sample(labels: np.ndarray, pool: np.ndarray, size: int, rng: np.rand
 
 
 def shift_batch(x: torch.Tensor, max_shift: int, gen: torch.Generator) -> torch.Tensor:
-    """Each image (B, C, H, W) moved by its own random offset in [-max_shift, max_shift]², edges repeated."""
-    b, _, h, w = x.shape
-    padded = F.pad(x, (max_shift,) * 4, mode="replicate")
-    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
+    """Each image (B, C, H, W) moved by its own random offset in [-max_shift, max_shift]², edges repeated
+    (the training augmentation's shift, with this module's own draws and edge fill)."""
+    b = x.shape[0]
+    dy = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)  # crop offsets into the padded image
     dx = torch.randint(0, 2 * max_shift + 1, (b,), generator=gen)
-    rows = (torch.arange(h)[None, :] + dy[:, None])[:, None, :, None].expand(b, x.shape[1], h, w + 2 * max_shift)
-    x = torch.gather(padded, 2, rows)
-    cols = (torch.arange(w)[None, :] + dx[:, None])[:, None, None, :].expand(b, x.shape[1], h, w)
-    return torch.gather(x, 3, cols)
+    return shift_images(x, max_shift - torch.stack([dy, dx], dim=1), max_shift, fill="replicate")
 
 
 def fold_epochs(params: RepresentationParams, n_fit: int) -> int:

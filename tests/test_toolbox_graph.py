@@ -80,7 +80,7 @@ def test_class_weight_sampler_keeps_the_samples_and_trained_model_reads_its_reco
 
 
 def test_semdedup_strategy_keeps_the_fraction_and_needs_embeddings(rng):
-    from prune_dagster.defs.assets.selection import semdedup_step
+    from prune_dagster.core.selection.prune_step import semdedup_step
 
     ids = np.array([f"s{i}" for i in range(120)], dtype=object)
     labels = np.repeat([0, 1], 60)

@@ -302,5 +302,8 @@ def label_issues_from_probabilities(ids: np.ndarray, labels: np.ndarray, probs: 
                             1.0 - decision.self_confidence[issues])
     oof_acc = float((np.asarray(probs).argmax(1) == np.asarray(labels)).mean()) if len(labels) else 1.0
     meta = {**decision.metadata, "probabilities": "representation", "out_of_fold_accuracy": round(oof_acc, 4),
-            "estimated_noise_rate": round(decision.estimated_noise_rate, 5)}
+            "estimated_noise_rate": round(decision.estimated_noise_rate, 5),
+            # the gallery shows given -> predicted for each flagged sample
+            "predicted_label": dict(zip(np.asarray(ids, dtype=object)[issues].tolist(),
+                                        np.asarray(probs)[issues].argmax(axis=1).tolist(), strict=True))}
     return StepResult(removed=removed, metadata=meta)

@@ -6,7 +6,6 @@ Config classes here are made from them, and each asset converts its config back 
 
 
 import dagster as dg
-import numpy as np
 
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.embedding.pca import flatten, pca_embed
@@ -94,11 +93,7 @@ def label_noise_removed(config: LabelNoiseConfig, raw_dataset: Dataset, outliers
     def compute(ids, images, labels):
         probs = representation.probs_of(ids) if params.probabilities == "representation" else None
         if probs is not None:
-            result = label_issues_from_probabilities(ids, labels, probs, params)
-            flagged = np.isin(ids, result.removed["id"].to_numpy())  # the gallery shows given -> predicted
-            result.metadata["predicted_label"] = dict(zip(ids[flagged].tolist(),
-                                                          probs[flagged].argmax(axis=1).tolist(), strict=True))
-            return result
+            return label_issues_from_probabilities(ids, labels, probs, params)
         features = representation.embeddings_of(ids) if representation.features == "provided" else None
         result = engine.supply(find_label_issues)(ids, flatten(images) if features is None else features, labels,
                                                   params.classifier, params.folds, params.filter_by, params.seed)

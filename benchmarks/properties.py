@@ -15,7 +15,11 @@ Planted: dark (x 0.15-0.35), light (overexposed: x 1-1.5 + 0.45-0.65, clipped), 
 sigma 1.5-2.5 px), blank (a flat grey 0.2-0.8 + 4% of the image + N(0, 0.004)), odd_size (original
 1/8 or 8 x its side), odd_aspect (original 3:1 or 1:3), grey (colour only: luma in every channel).
 A planted sample counts as found when a check it should fail flags it (blank: low_information or
-low_contrast); `clean_flagged` is the share of clean images any check flags.
+low_contrast); `clean_flagged` is the share of clean images any check flags. The odd-aspect plant keeps
+the pixels and records a 3:1 or 1:3 original, as the folder loader would for such a file (it squashes
+every image to one shape and keeps the file's (height, width) in `Dataset.original_sizes`).
+`oracle` (per set): for each kind with one statistic, the recall of the best threshold on that
+statistic that flags at most 0.5% of the clean images: what no choice of k or unit can beat.
 
 CleanVision sees the same images written as PNG files at their recorded original size ("L" for digits
 and for the grey plants, "RGB" otherwise), with its default thresholds.
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import platform
 import sys
 import tempfile
 import time
@@ -136,13 +142,35 @@ def scores_table(flags: pd.DataFrame, truth: np.ndarray) -> dict:
     return out
 
 
+ORACLE = {"dark": [("bright_end", "low")], "light": [("dark_end", "high")], "blurry": [("sharpness", "low")],
+          "blank": [("entropy", "low"), ("contrast", "low")], "grey": [("colourfulness", "low")]}
+
+
+def oracle_recall(table: pd.DataFrame, truth: np.ndarray, clean_share: float = 0.005) -> dict:
+    """Per kind: the recall of the best one-statistic threshold that flags at most `clean_share` of clean
+    (blank: the better of entropy and contrast)."""
+    clean, out = truth == "clean", {}
+    allowed = int(np.floor(clean_share * clean.sum()))
+    for kind, stats in ORACLE.items():
+        recalls = []
+        for stat, side in stats:
+            if kind not in truth or table[stat].isna().all():
+                continue
+            values = table[stat].to_numpy() * (1.0 if side == "low" else -1.0)  # flagged: value < threshold
+            threshold = np.sort(values[clean])[allowed]  # the (allowed+1)-th lowest clean value is not flagged
+            recalls.append(float((values[truth == kind] < threshold).mean()))
+        if recalls:
+            out[kind] = round(max(recalls), 3)
+    return out
+
+
 def ours(images: np.ndarray, sizes: np.ndarray, ks: list[float], skip: list[str]) -> dict:
     start = time.perf_counter()
     params = ImagePropertyParams(skip=skip)
     table = image_statistics(images, sizes)
     z = robust_z(table, fit_thresholds(table, params.checks))
     seconds = time.perf_counter() - start
-    return {k: flag_matrix(z, k) for k in ks}, round(seconds, 2)
+    return {k: flag_matrix(z, k) for k in ks}, round(seconds, 2), table
 
 
 def cleanvision(images: np.ndarray, sizes: np.ndarray, truth: np.ndarray, checks: list[str]) -> pd.DataFrame:
@@ -164,9 +192,10 @@ def cleanvision(images: np.ndarray, sizes: np.ndarray, truth: np.ndarray, checks
 
 def run_set(name: str, images: np.ndarray, sizes: np.ndarray, truth: np.ndarray, ks: list[float],
             skip: list[str], with_cv: bool) -> dict:
-    flags_by_k, seconds = ours(images, sizes, ks, skip)
+    flags_by_k, seconds, table = ours(images, sizes, ks, skip)
     result = {"n_clean": int((truth == "clean").sum()), "n_planted": int((truth != "clean").sum()),
-              "seconds": seconds, "ours": {str(k): scores_table(f, truth) for k, f in flags_by_k.items()}}
+              "seconds": seconds, "ours": {str(k): scores_table(f, truth) for k, f in flags_by_k.items()},
+              "oracle_recall_at_0.5pct_clean": oracle_recall(table, truth)}
     if with_cv:
         checks = [c for c in CLEANVISION if c not in skip]
         start = time.perf_counter()
@@ -179,6 +208,8 @@ def run_set(name: str, images: np.ndarray, sizes: np.ndarray, truth: np.ndarray,
     for label, r in rows.items():
         recall = " ".join(f"{kind}={v:.2f}" for kind, v in r["recall"].items())
         print(f"{label:>14}: clean flagged {r['clean_flagged']:.4f} ({r['clean_flagged_n']})  recall {recall}")
+    oracle = " ".join(f"{kind}={v:.2f}" for kind, v in result["oracle_recall_at_0.5pct_clean"].items())
+    print(f"{'oracle':>14}: best one-statistic recall at <= 0.5% clean flagged per kind: {oracle}")
     return result
 
 
@@ -202,7 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     kinds = ["dark", "light", "blurry", "blank", "odd_size", "odd_aspect"]
     digits, dsizes = digits_set(rng)
     colour, csizes = colour_set(rng)
-    out = {"k": args.k, "per_kind": args.per_kind, "seed": args.seed}
+    out = {"command": " ".join(["python", *sys.argv]), "k": args.k, "per_kind": args.per_kind, "seed": args.seed,
+           "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                       "load_avg_start": os.getloadavg()}}
     out["digits"] = run_set("digits", *planted_set(digits, dsizes, kinds, args.per_kind, args.seed + 1),
                             args.k, ["grayscale_in_colour"], with_cv)
     out["colour"] = run_set("colour", *planted_set(colour, csizes, [*kinds, "grey"], args.per_kind, args.seed + 2),
@@ -211,6 +244,7 @@ def main(argv: list[str] | None = None) -> int:
         mnist, msizes = mnist_set(args.mnist)
         out["mnist"] = run_set("mnist", *planted_set(mnist, msizes, kinds, args.per_kind, args.seed + 3),
                                args.k, ["grayscale_in_colour"], with_cv)
+    out["machine"]["load_avg_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=1))
     print(f"\nwrote {args.out}")

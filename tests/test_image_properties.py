@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F  # noqa: N812
@@ -10,6 +11,7 @@ from pydantic import ValidationError
 from scipy.ndimage import gaussian_filter
 from sklearn.datasets import load_digits
 
+from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.steps.frozen import NewBatch
 from prune_dagster.core.steps.image_properties import (
@@ -19,6 +21,7 @@ from prune_dagster.core.steps.image_properties import (
     find_property_issues,
     fit_thresholds,
     image_statistics,
+    robust_unit,
 )
 
 
@@ -122,3 +125,45 @@ def test_incremental_decide_uses_frozen_thresholds(planted, rng):
     decide(frozen, ImagePropertyParams(), batch)
     assert batch.removed()["id"].tolist() == ["d", "e"]
     assert batch.removed()["reason"].tolist() == ["dark", "light"]
+
+
+def test_aspect_is_judged_without_orientation(rng):
+    """Portrait 2:3 beside landscape 3:2 is ordinary (CleanVision's min(w/h, h/w) too); 3:1 either way is odd."""
+    x = clean_images(60, rng)
+    sizes = np.array([(400.0, 600.0) if i % 3 else (600.0, 400.0) for i in range(60)])  # a third upright
+    sizes[4], sizes[5] = (300.0, 900.0), (900.0, 300.0)
+    removed = find_property_issues(np.arange(60).astype(str), x, original_sizes=sizes).removed
+    assert dict(zip(removed["id"], removed["reason"], strict=True)) == {"4": "odd_aspect", "5": "odd_aspect"}
+    table = image_statistics(x[:2], np.array([(400.0, 600.0), (600.0, 400.0)]))
+    assert table["elongation"].tolist() == pytest.approx([np.log(1.5)] * 2)
+
+
+def test_unknown_sizes_are_skipped_not_refused(rng):
+    sizes = np.array([(28.0, 28.0), (np.nan, np.nan), (28.0, 28.0)])
+    table = image_statistics(clean_images(3, rng), sizes)
+    assert np.isnan(table["log_size"][1]) and table["log_size"][0] == pytest.approx(np.log(28))
+    with pytest.raises(ConfigError, match="original_sizes"):
+        image_statistics(clean_images(3, rng), np.array([(28.0, 28.0), (0.0, 28.0), (28.0, 28.0)]))
+
+
+def test_entropy_spread_is_read_below_the_median():
+    """Entropy is capped (8 bits) and photographs crowd under the cap: the spread of the lower half sets
+    the unit, so a long natural tail of plainer images is not flagged (colour benchmark: 58 -> 4 clean)."""
+    values = np.concatenate([np.linspace(7.0, 7.6, 70), np.linspace(4.0, 7.0, 30)])  # squeezed top, long tail
+    med, unit = robust_unit(values, 0.05, lower_only=True)
+    symmetric = robust_unit(values, 0.05)[1]
+    assert med == pytest.approx(np.median(values)) and unit > 2 * symmetric
+    assert (values < med - 5 * symmetric).sum() == 13 and (values < med - 5 * unit).sum() == 0
+    fitted = fit_thresholds(pd.DataFrame({"entropy": values, **{s: np.nan for s in ("bright_end", "dark_end",
+                            "contrast", "sharpness", "colourfulness", "log_size", "elongation")}}))
+    assert set(fitted.unit) == {"low_information"} and fitted.unit["low_information"] == pytest.approx(unit)
+
+
+def test_light_needs_a_real_lift_of_the_darkest_pixels(rng):
+    """The unit floor of `light` (0.06): a black point lifted by less than 0.3 over the set's median is
+    ordinary (haze, a bright backdrop), a washed-out image (lifted by 0.4) is flagged."""
+    x = clean_images(100, rng)
+    x[0] = x[0] * 0.8 + 0.2  # lifted by 0.2: hazy, kept
+    x[1] = x[1] * 0.6 + 0.4  # lifted by 0.4: washed out, flagged
+    removed = find_property_issues(np.arange(100).astype(str), x, ImagePropertyParams(skip=["low_contrast"])).removed
+    assert removed.set_index("id")["reason"].get("1") == "light" and "0" not in set(removed["id"])

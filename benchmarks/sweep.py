@@ -4,6 +4,11 @@ what is left: Dagster's own overhead.
 
     python benchmarks/sweep.py [--dataset digits] [--seeds 3] [--threads 1] [--epochs 20]
                                [--schedule same_steps] [--probe] [--out NAME]
+                               [--strategies random,el2n,...] [--fractions 0.1,0.5,1.0] [--augment shift]
+
+`--dataset` is a named source or a file (e.g. data/mnist/mnist.npz, see benchmarks/real.py);
+`--strategies` / `--fractions` set the partitions (PRUNE_SWEEP_STRATEGIES / PRUNE_SWEEP_FRACTIONS in
+the child); `--augment` is sweep_models' augmentation (none, shift, standard).
 
 Runs the sweep in a child process (so process start and imports count, as for a real run) and writes
 benchmarks/results/sweep_<dataset>_s<seeds>.json (or NAME) with the timings, the accuracy table,
@@ -31,8 +36,15 @@ def run_config(args: argparse.Namespace, seeds: int | None = None) -> dict:
         "raw_dataset": {"config": {"source": args.dataset}},
         "sweep_scores": {"config": {"torch_threads": args.threads}},
         "sweep_models": {"config": {"n_seeds": seeds or args.seeds, "epochs": args.epochs, "schedule": args.schedule,
-                                    "torch_threads": args.threads, "sweep_id": f"bench-{args.dataset}-s{args.seeds}"}},
+                                    "torch_threads": args.threads, "augment": args.augment,
+                                    "max_shift": args.max_shift,
+                                    "sweep_id": f"bench-{dataset_name(args)}-s{args.seeds}"}},
     }}
+
+
+def dataset_name(args: argparse.Namespace) -> str:
+    """'digits', or a file source's stem ('mnist' for data/mnist/mnist.npz)."""
+    return Path(args.dataset).stem if ("/" in args.dataset or "." in args.dataset) else args.dataset
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -96,6 +108,10 @@ def main() -> None:
     ap.add_argument("--schedule", default="same_steps")
     ap.add_argument("--probe", action="store_true", help="also time one partition launched as its own run")
     ap.add_argument("--out", default="")
+    ap.add_argument("--strategies", default="", help="comma-separated; default every strategy")
+    ap.add_argument("--fractions", default="", help="comma-separated; default 0.1, 0.2, ..., 1.0")
+    ap.add_argument("--augment", default="none", choices=("none", "shift", "standard"))
+    ap.add_argument("--max-shift", type=int, default=2, help="augmentation: largest shift per axis, in pixels")
     ap.add_argument("--worker-out", default="")
     args = ap.parse_args()
     if args.worker_out:
@@ -114,10 +130,14 @@ def main() -> None:
                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}", "PYTHONWARNINGS": "ignore"}
         env.pop("PRUNE_SWEEP_STRATEGIES", None)
         env.pop("PRUNE_SWEEP_FRACTIONS", None)
+        if args.strategies:
+            env["PRUNE_SWEEP_STRATEGIES"] = args.strategies
+        if args.fractions:
+            env["PRUNE_SWEEP_FRACTIONS"] = args.fractions
         worker_out = tmp / "worker.json"
         cmd = [sys.executable, __file__, "--dataset", args.dataset, "--seeds", str(args.seeds), "--threads",
                str(args.threads), "--epochs", str(args.epochs), "--schedule", args.schedule,
-               "--worker-out", str(worker_out)]
+               "--augment", args.augment, "--max-shift", str(args.max_shift), "--worker-out", str(worker_out)]
         start = time.perf_counter()
         with open(tmp / "worker.log", "wb") as log:
             code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT).returncode
@@ -195,12 +215,14 @@ def main() -> None:
             "met": bool(full - float(best_half["mean_accuracy"]) <= 0.005 + 1e-12)},
         "report_summary": summary,
     }
-    suffix = "" if args.schedule == "same_steps" else f"_{args.schedule}"
-    name = args.out or f"sweep_{args.dataset}_s{args.seeds}{suffix}"
+    suffix = ("" if args.schedule == "same_steps" else f"_{args.schedule}") + \
+        ("" if args.augment == "none" else f"_{args.augment}")
+    name = args.out or f"sweep_{dataset_name(args)}_s{args.seeds}{suffix}"
     path = RESULTS / f"{name}.json"
     path.write_text(json.dumps(out, indent=1, default=str))
     print(f"{args.dataset}: {len(trained)} partitions × {args.seeds} seeds, {args.schedule}, {args.epochs} epochs "
-          f"at full data, torch threads {args.threads}; load {load_before[0]:.2f} → {load_after[0]:.2f}")
+          f"at full data, augment {args.augment}, torch threads {args.threads}; "
+          f"load {load_before[0]:.2f} → {load_after[0]:.2f}")
     print(f"wall {wall:.1f}s")
     for k, v in breakdown.items():
         print(f"  {k:<56}{v:>8.1f}")

@@ -12,6 +12,11 @@ from pathlib import Path
 import pytest
 from test_ui import BIN, ROOT, free_port, stop, wait_for
 
+from prune_dagster.defs.resources import RUNS_VIEW_KEY
+
+sys.path.insert(0, str(ROOT / "docs" / "images"))
+from make_screenshots import BAD_CONFIG, BOUND_CONFIG, open_launchpad  # noqa: E402  (the README's images' script)
+
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no chromium on PATH (Debian: apt-get install chromium)")
@@ -91,11 +96,28 @@ def test_mlflow_run_page_shows_dataset_and_links_back(uis, page):
     page.get_by_text("dirty-digits").first.wait_for(timeout=15000)  # the logged dataset input
     # The README's MLflow link: the experiment's runs URL lands on the training-runs table (the bare
     # experiment URL opens MLflow 3.17's GenAI overview) with the Dataset column filled in.
-    page.goto(mlflow_url.split("/runs/")[0] + "/runs", wait_until="load")
+    page.goto(mlflow_url.split("/runs/")[0] + f"/runs?viewStateShareKey={RUNS_VIEW_KEY}", wait_until="load")
     page.get_by_text("Training runs").first.wait_for(timeout=30000)
     page.get_by_text("Dataset", exact=True).first.wait_for(timeout=15000)
     page.get_by_text(re.compile(r"dirty-digits \([0-9a-f]{8,}\)")).first.wait_for(timeout=15000)
     assert "/overview" not in page.url, page.url
+    # the project's shared view: its columns without a click (MLflow's own default shows none of them)
+    page.set_viewport_size({"width": 2000, "height": 1000})  # the grid renders only the columns in view
+    for column in ("strategy", "test_accuracy", "retained_fraction"):
+        page.get_by_role("columnheader", name=column).first.wait_for(timeout=15000)
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    page.get_by_text(re.compile(r"compare-dirty-digits-[0-9a-f]{8}")).first.wait_for(timeout=15000)
+
+
+def test_launchpad_refuses_a_bad_choice_as_typed_and_a_bad_bound_at_launch(uis, page):
+    env, _, _ = uis
+    base = env["PRUNE_DAGSTER_UI"]
+    open_launchpad(page, base, BAD_CONFIG)
+    page.get_by_text("not in enum type").first.wait_for(timeout=30000)  # el2m, before any launch
+    open_launchpad(page, base, BOUND_CONFIG)
+    page.get_by_role("button", name="Launch Run").last.click()
+    page.get_by_text("retained_fraction accepts a number > 0 and <= 1").first.wait_for(timeout=30000)
+    page.keyboard.press("Escape")
 
 
 if __name__ == "__main__":

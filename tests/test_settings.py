@@ -73,6 +73,11 @@ def test_step_removing_more_than_its_floor_blocks_the_run(prune_env):
     checks = {(e.asset_key.path[0], e.check_name): e for e in result.get_asset_check_evaluations()}
     failed = checks[("outliers_removed", "removal_within_floor")]
     assert not failed.passed and "floor" in failed.description
+    # every check names the dataset it ran on (issue 14): the same digest as the raw_dataset materialization
+    with dg.DagsterInstance.get() as instance:
+        raw = instance.get_latest_materialization_event(dg.AssetKey("raw_dataset")).asset_materialization.metadata
+    assert raw["dataset"].value == "digits" and raw["job_name"].value == "prune_job"
+    assert all(e.metadata["dataset_digest"].value == raw["dataset_digest"].value for e in checks.values())
     with dg.DagsterInstance.get() as instance:
         assert instance.get_latest_materialization_event(dg.AssetKey("label_noise_removed")) is None
 

@@ -58,7 +58,7 @@ def test_epochs_for_keeps_optimisation_steps_or_epochs():
 
 
 def test_default_partitions_and_env_fractions(monkeypatch):
-    assert len(SWEEP_PARTITIONS.get_partition_keys()) == 7 * 10  # six static strategies + infobatch
+    assert len(SWEEP_PARTITIONS.get_partition_keys()) == 8 * 10  # six static strategies + semdedup + infobatch
     assert parse_key("0.1|prototype_easy") == ("prototype_easy", 0.1)
     for fraction in (0.5, 0.7, 0.9):  # infobatch's prune ratio is set so its sample passes fall as the fraction does
         ratios = [infobatch_plan(f, 1000, 20).prune_ratio for f in (fraction, fraction + 0.05)]
@@ -182,6 +182,11 @@ def test_one_mlflow_run_per_model_with_params_metrics_and_tags(sweep_run):
     # at 1.0 both strategies train on the same set: one model, two runs, the second tagged
     assert full["metrics.test_accuracy"].nunique() == 1
     assert full["tags.shared_model_of"].notna().sum() == 1
+    # each run spans the training it records, not only its logging (runs of 20–90 ms before)
+    trained = runs[runs["tags.shared_model_of"].isna()]
+    span = (trained["end_time"] - trained["start_time"]).dt.total_seconds()
+    assert (span >= trained["metrics.train_seconds"] - 1e-3).all()
+    assert set(runs["params.augment"]) == {"none"} and set(runs["params.max_shift"]) == {"2"}
 
 
 def test_search_runs_filters_by_fraction_and_strategy(sweep_run):
@@ -247,3 +252,22 @@ def test_notebook_shows_the_sweep(sweep_run):
     outputs = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "4 evaluated runs" in outputs and "sweep test-sweep" in outputs
     assert (tmp / "out" / "accuracy_vs_retained_fraction.png").stat().st_size > 1000
+
+
+def test_every_materialization_names_the_dataset_and_job(sweep_run):
+    """Issue 14 (5): each asset of the sweep run says which dataset (and digest) it saw, and that sweep_job
+    made it (the checks: tests/test_settings.py)."""
+    _, result, _ = sweep_run
+    instance = dg.DagsterInstance.get()
+    digest = None
+    events = [e for e in instance.all_logs(result.run_id) if e.dagster_event is not None]
+    mats = [e.dagster_event.event_specific_data.materialization for e in events
+            if e.dagster_event.event_type_value == "ASSET_MATERIALIZATION"]
+    assert {m.asset_key.path[-1] for m in mats} >= {"raw_dataset", "representation", "near_deduplicated",
+                                                   "sweep_scores", "sweep_models", "pruning_report"}
+    for mat in mats:
+        meta = mat.metadata
+        assert meta["dataset"].value == "digits", mat.asset_key
+        assert meta["job_name"].value == "sweep_job", mat.asset_key
+        digest = digest or meta["dataset_digest"].value
+        assert meta["dataset_digest"].value == digest, mat.asset_key

@@ -8,6 +8,7 @@ from prune_dagster.core import pipeline
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.steps.dedup import content_hashes
+from prune_dagster.defs.assets.common import dataset_metadata
 
 RAW = {"raw_dataset": dg.AssetIn("raw_dataset")}
 
@@ -26,9 +27,10 @@ def removal_floor_check(step: str, floor: float) -> dg.AssetChecksDefinition:
         meta = event.asset_materialization.metadata  # type: ignore[union-attr]
         n_in, n_out = meta["n_in"].value, meta["n_out"].value
         share = (n_in - n_out) / max(n_in, 1)
+        named = {k: meta[k].value for k in ("dataset", "dataset_digest", "job_name") if k in meta}
         return dg.AssetCheckResult(
             passed=bool(share <= floor),
-            metadata={"removed_share": round(share, 4), "floor": floor},
+            metadata={"removed_share": round(share, 4), "floor": floor, **named},
             description=None if share <= floor else
             f"{step} would remove {share:.1%} of its input (floor {floor:.0%}): check its settings or the data",
         )
@@ -41,7 +43,7 @@ def removal_floor_check(step: str, floor: float) -> dg.AssetChecksDefinition:
 def no_non_finite(raw_dataset: Dataset, validated: Selection) -> dg.AssetCheckResult:
     images = raw_dataset.images[raw_dataset.index_of(validated.kept_ids)]
     bad = int((~np.isfinite(images.reshape(len(images), -1)).all(axis=1)).sum())
-    return dg.AssetCheckResult(passed=bad == 0, metadata={"non_finite_samples": bad})
+    return dg.AssetCheckResult(passed=bad == 0, metadata={"non_finite_samples": bad, **dataset_metadata(raw_dataset)})
 
 
 @dg.asset_check(asset="exact_deduplicated", blocking=True, additional_ins=RAW,
@@ -52,13 +54,15 @@ def no_exact_duplicates_left(raw_dataset: Dataset, exact_deduplicated: Selection
         return dg.AssetCheckResult(passed=True, description="exact deduplication is disabled in this run")
     hashes = content_hashes(raw_dataset.images[raw_dataset.index_of(exact_deduplicated.kept_ids)])
     dups = int(len(hashes) - len(np.unique(hashes, axis=0)))
-    return dg.AssetCheckResult(passed=dups == 0, metadata={"duplicates_left": dups})
+    return dg.AssetCheckResult(passed=dups == 0, metadata={"duplicates_left": dups, **dataset_metadata(raw_dataset)})
 
 
-@dg.asset_check(asset="pruned_dataset", blocking=True, description="no test-set sample in the training data")
-def no_test_sample_in_training(pruned_dataset: Selection) -> dg.AssetCheckResult:
+@dg.asset_check(asset="pruned_dataset", blocking=True, additional_ins=RAW,
+                description="no test-set sample in the training data")
+def no_test_sample_in_training(raw_dataset: Dataset, pruned_dataset: Selection) -> dg.AssetCheckResult:
     leaked = np.intersect1d(pruned_dataset.kept_ids.astype(str), pruned_dataset.test_ids.astype(str))
-    return dg.AssetCheckResult(passed=len(leaked) == 0, metadata={"leaked": len(leaked)})
+    return dg.AssetCheckResult(passed=len(leaked) == 0,
+                               metadata={"leaked": len(leaked), **dataset_metadata(raw_dataset)})
 
 
 @dg.asset_check(asset="pruned_dataset", blocking=False, additional_ins=RAW,
@@ -70,8 +74,8 @@ def every_class_kept(raw_dataset: Dataset, pruned_dataset: Selection) -> dg.Asse
                                minlength=raw_dataset.n_classes)
     lost = [raw_dataset.class_names[c] for c in np.flatnonzero((train_counts > 0) & (counts == 0))]
     ratio = float(counts[counts > 0].max() / counts[counts > 0].min()) if (counts > 0).any() else float("nan")
-    return dg.AssetCheckResult(passed=not lost,
-                               metadata={"classes_lost": lost, "class_ratio": round(ratio, 3)})
+    return dg.AssetCheckResult(passed=not lost, metadata={"classes_lost": lost, "class_ratio": round(ratio, 3),
+                                                          **dataset_metadata(raw_dataset)})
 
 
 CHECKS = [removal_floor_check(s, f) for s, f in REMOVAL_FLOORS.items()] + [

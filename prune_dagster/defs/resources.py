@@ -1,6 +1,7 @@
 """Dagster resources: the MLflow tracking store and the output folder."""
 
 
+import json
 import os
 import socket
 import warnings
@@ -15,6 +16,16 @@ import dagster as dg
 
 from prune_dagster import paths, settings
 from prune_dagster.core.infra.locks import file_lock
+
+# The runs table's landing view. MLflow 3.17 keeps a user's column choice in the browser (local
+# storage); the one view a server can hand out is a "shared view": an experiment tag
+# `mlflow.sharedViewState.<key>` holding the view's JSON, opened by `?viewStateShareKey=<key>` (what the
+# UI's Share button makes). Column keys are `<type>.`<name>``. Of MLflow's default attribute columns
+# only Dataset stays: the grid draws only what fits the window, and the metrics come after the attributes.
+RUNS_VIEW_KEY = "prune-models"
+RUNS_VIEW = {"selectedColumns": ["attributes.`Dataset`", "params.`strategy`",
+                                 *(f"metrics.`{m}`" for m in ("test_accuracy", "retained_fraction", "target_fraction",
+                                                              "n_train", "train_seconds"))]}
 
 
 class MlflowUnavailableError(RuntimeError):
@@ -116,38 +127,49 @@ class MlflowResource(dg.ConfigurableResource):
         return f"{settings.mlflow_ui()}/#/experiments/{exp}/runs/{run_id}"
 
     def runs_table_url(self, experiment_id: str | None = None) -> str:
-        """The experiment's training-runs table (MLflow 3.17 otherwise opens a GenAI overview)."""
-        return f"{settings.mlflow_ui()}/#/experiments/{experiment_id or self.experiment_id()}/runs"
+        """The experiment's training-runs table (MLflow 3.17 otherwise opens a GenAI overview) in the
+        RUNS_VIEW columns: writes that shared view's experiment tag, returns the URL that opens it."""
+        import mlflow
+
+        exp = experiment_id or self.experiment_id()
+        mlflow.MlflowClient(self.uri()).set_experiment_tag(exp, f"mlflow.sharedViewState.{RUNS_VIEW_KEY}",
+                                                           json.dumps(RUNS_VIEW))
+        return f"{settings.mlflow_ui()}/#/experiments/{exp}/runs?viewStateShareKey={RUNS_VIEW_KEY}"
 
     @contextmanager
     def start_run(self, run_id: str | None = None, run_name: str | None = None,
-                  tags: dict[str, str] | None = None) -> Iterator:
+                  tags: dict[str, str] | None = None, started: float | None = None) -> Iterator:
         """Open (or resume) one run and always close it, so no run leaks across steps. A new run
-        with a `dagster_run_id` tag links back to that Dagster run (tag and description)."""
+        with a `dagster_run_id` tag links back to that Dagster run (tag and description). `started`
+        (a time.time() from before the work the run records) becomes a new run's start time, so
+        the run's duration in the UI is the work's, not the logging's."""
         import mlflow
 
         tags = dict(tags or {})
-        description = None
         if run_id is None and tags.get("dagster_run_id"):
             tags["dagster_run_url"] = dagster_run_url(tags["dagster_run_id"])
-            description = f"Dagster run: {tags['dagster_run_url']}"
+            tags["mlflow.note.content"] = f"Dagster run: {tags['dagster_run_url']}"  # the run's description
         with self.store_lock():
             experiment_id = self.experiment_id()
-            with mlflow.start_run(run_id=run_id, run_name=run_name, tags=tags or None, description=description,
+            if run_id is None and started is not None:  # only the client sets a start time
+                run_id = mlflow.MlflowClient().create_run(experiment_id, start_time=int(started * 1000),
+                                                          tags=tags, run_name=run_name).info.run_id
+                tags = {}
+            with mlflow.start_run(run_id=run_id, run_name=None if run_id else run_name, tags=tags or None,
                                   experiment_id=None if run_id else experiment_id) as run:
                 yield run
 
     def log_training_run(self, run_name: str, tags: dict[str, str], params: dict[str, Any],
                          metrics: dict[str, float], *, losses: Sequence[float] = (), model: Any = None,
                          model_name: str = "model", input_example: Any = None,
-                         dataset: DatasetInput | None = None) -> str:
+                         dataset: DatasetInput | None = None, started: float | None = None) -> str:
         """One model's run: params, metrics, the per-epoch `train_loss` and, when given, the model
         (with explicit pip requirements, so MLflow does not infer them) and `dataset` (else the tags'
         `dataset` / `dataset_digest`) as the run's input. The one logging path of
-        `trained_model` and `sweep_models`; returns the run id."""
+        `trained_model` and `sweep_models`; returns the run id. `started`: see `start_run`."""
         import mlflow
 
-        with self.start_run(run_name=run_name, tags=tags) as run:
+        with self.start_run(run_name=run_name, tags=tags, started=started) as run:
             if dataset is None and tags.get("dataset") and tags.get("dataset_digest"):  # e.g. the sweep's runs
                 dataset = DatasetInput(tags["dataset"], tags["dataset_digest"], tags["dataset"])
             if dataset is not None:

@@ -31,8 +31,12 @@ from prune_dagster.core.selection.dynamic import make_epoch_plan
 from prune_dagster.core.selection.fractions import Fractions, fractions
 from prune_dagster.core.selection.report import mean_std
 from prune_dagster.core.selection.scoring import compute_scores, select_from_scores
-from prune_dagster.core.selection.strategies import STRATEGIES, ScoreParams
+from prune_dagster.core.selection.semdedup import GroupIndex, SemDedupParams, prepare
+from prune_dagster.core.selection.semdedup import select as semdedup_select
+from prune_dagster.core.selection.strategies import SELECT_STRATEGIES, STRATEGIES, ScoreParams
+from prune_dagster.core.training.augment import AugmentParams
 from prune_dagster.core.training.inputs import training_arrays
+from prune_dagster.core.training.shared import SharedRepresentation
 from prune_dagster.core.training.train import EpochPlan, OptimizerParams, TrainParams, accuracy, train_cnn
 
 DEFAULT_FRACTIONS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 11))
@@ -63,7 +67,8 @@ EPOCH_PLANS: dict[str, Callable[[float, int, int], EpochPlan]] = {"infobatch": i
 
 
 def known_strategies() -> tuple[str, ...]:
-    return (*STRATEGIES, *EPOCH_PLANS)
+    """Score-ranked, selecting (semdedup: per fraction from the representation's embeddings) and dynamic."""
+    return (*STRATEGIES, *SELECT_STRATEGIES, *EPOCH_PLANS)
 
 
 class SweepScoreParams(ScoreParams):
@@ -72,8 +77,9 @@ class SweepScoreParams(ScoreParams):
     torch_threads: int = Field(1, ge=0, description="torch intra-op threads while scoring; 0 = torch's default.")
 
 
-class SweepModelsParams(OptimizerParams):
-    """Models per (fraction, strategy) partition: seeds, schedule and the optimiser settings of full data."""
+class SweepModelsParams(OptimizerParams, AugmentParams):
+    """Models per (fraction, strategy) partition: seeds, schedule, the optimiser settings of full data and
+    the on-the-fly augmentation every model trains with (as trained_model's)."""
 
     n_seeds: int = Field(3, ge=1, description="Models per partition; seeds first_seed .. first_seed + n_seeds - 1.")
     first_seed: int = Field(0, ge=0, description="Seed of the first model of each partition.")
@@ -138,6 +144,7 @@ class SweepScores:
     score_config: ScoreParams
     seed: int
     seconds: dict[str, float] = field(default_factory=dict)
+    embeddings: np.ndarray | None = None  # the representation's, when a selecting strategy (semdedup) is swept
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Mean and 10th / 90th percentile of each strategy's score (for the asset's metadata)."""
@@ -145,17 +152,32 @@ class SweepScores:
                     "p90": round(float(np.quantile(v, 0.9)), 4)} for s, v in self.scores.items()}
 
 
+def sweep_embeddings(strategies: Sequence[str], representation: SharedRepresentation | None,
+                     ids: np.ndarray) -> np.ndarray | None:
+    """The representation's embeddings of the cleaned set when a selecting strategy is swept, else None."""
+    if not any(s in SELECT_STRATEGIES for s in strategies):
+        return None
+    embeddings = None if representation is None else representation.embeddings_of(ids)
+    if embeddings is None:
+        raise ConfigError("the sweep's semdedup strategy needs embeddings, and representation.features='pixels' "
+                          "has none: set representation.features to 'learned' or 'provided', or leave semdedup "
+                          "out of PRUNE_SWEEP_STRATEGIES")
+    return embeddings
+
+
 def compute_sweep_scores(strategies: Sequence[str], dataset: Dataset, selection: Selection,
-                         params: SweepScoreParams) -> SweepScores:
+                         params: SweepScoreParams, representation: SharedRepresentation | None = None) -> SweepScores:
     """Every static strategy's score on the cleaned set, computed once; ccs reuses el2n's scores and
-    prototype_hard prototype_easy's. Dynamic strategies (EPOCH_PLANS) have none."""
+    prototype_hard prototype_easy's. Dynamic strategies (EPOCH_PLANS) have none; selecting ones
+    (semdedup) keep the representation's embeddings and select per fraction in the trainer."""
     ids, images, labels = clean_view(dataset, selection)
+    embeddings = sweep_embeddings(strategies, representation, ids)
     score_params = ScoreParams(**{k: getattr(params, k) for k in ScoreParams.model_fields})
     scores: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     with torch_threads(params.torch_threads):
         for strategy in strategies:
-            if strategy in EPOCH_PLANS:
+            if strategy in EPOCH_PLANS or strategy in SELECT_STRATEGIES:
                 continue
             source = SHARED_SCORES.get(strategy, strategy)
             if source not in scores:
@@ -165,7 +187,7 @@ def compute_sweep_scores(strategies: Sequence[str], dataset: Dataset, selection:
                 seconds[source] = round(time.perf_counter() - start, 3)
             scores[strategy] = scores[source]
     return SweepScores(ids=ids, labels=labels, scores={s: scores[s] for s in strategies if s in scores},
-                       score_config=score_params, seed=params.seed, seconds=seconds)
+                       score_config=score_params, seed=params.seed, seconds=seconds, embeddings=embeddings)
 
 
 @dataclass
@@ -197,11 +219,27 @@ class SweepTrainer:
         self.n_full = len(training_arrays(raw, selection, self.clean_pos)[1])
         self.trained: dict[tuple[str, int, int], dict[str, Any]] = {}  # (kept digest, seed, epochs) → model
         self.n_trained, self.train_seconds = 0, 0.0
+        self.semdedup_index: list[GroupIndex] | None = None  # clustered once, then each fraction selects
+
+    def semdedup_kept(self, fraction: float) -> np.ndarray:
+        """semdedup's kept positions at `fraction`, with the score settings' clusters, per_class and seed
+        (as pruned_dataset's semdedup); the same set for every seed, like the score-ranked strategies."""
+        if self.semdedup_index is None:
+            if self.scores.embeddings is None:
+                raise ConfigError("sweep_scores holds no embeddings for semdedup; materialize sweep_scores again "
+                                  "with semdedup among the sweep's strategies")
+            sc = self.scores.score_config
+            params = SemDedupParams(n_clusters=sc.n_clusters, per_class=sc.per_class, seed=self.scores.seed,
+                                    fit_rows=max(100, sc.fit_sample or self.n_clean))
+            self.semdedup_index = prepare(self.scores.embeddings, self.labels, params)
+        return semdedup_select(self.semdedup_index, fraction).kept
 
     def kept(self, strategy: str, fraction: float, seed: int) -> np.ndarray:
         """Positions (into the cleaned set) kept for this partition and seed."""
         if strategy in EPOCH_PLANS:
             return np.arange(self.n_clean)
+        if strategy in SELECT_STRATEGIES:
+            return self.semdedup_kept(fraction)
         # random: a fresh draw per seed (compute_scores' random score), so its spread over seeds
         # includes which subset was drawn; score-based strategies use sweep_scores' seed-averaged scores
         scores = (np.random.default_rng(seed).random(self.n_clean) if strategy == "random"
@@ -211,9 +249,10 @@ class SweepTrainer:
 
     def _fit(self, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, plan: EpochPlan | None) -> dict[str, Any]:
         cfg = self.config
+        augment = AugmentParams(**{k: getattr(cfg, k) for k in AugmentParams.model_fields})
         result = train_cnn(x, y, self.raw.n_classes, TrainParams(
             epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed),
-            self.selection.feature_mask, epoch_plan=plan)
+            self.selection.feature_mask, epoch_plan=plan, augment=augment)
         self.n_trained += 1
         self.train_seconds += result.seconds
         steps = float(epochs * math.ceil(len(y) / cfg.batch_size)) if plan is None else float("nan")
@@ -243,8 +282,9 @@ class SweepTrainer:
         return SeedRun(metrics=metrics, fractions=frac, epochs=epochs, n_kept=len(kept), model=model, shared=shared)
 
 
-# log_run(run_name, tags, params, metrics) -> MLflow run id
-LogRun = Callable[[str, dict[str, str], dict[str, Any], dict[str, float]], str]
+# log_run(run_name, tags, params, metrics, started) -> MLflow run id; `started` (time.time() before the
+# model was selected and trained) becomes the run's start, so the run spans the training it records.
+LogRun = Callable[[str, dict[str, str], dict[str, Any], dict[str, float], float], str]
 
 
 def partition_result(key: str, runs: Sequence[SeedRun], run_ids: Sequence[str], seeds: Sequence[int],
@@ -277,6 +317,7 @@ def train_partitions(trainer: SweepTrainer, keys: Sequence[str], log_run: LogRun
         strategy, fraction = parse_key(key)
         runs, run_ids = [], []
         for seed in seeds:
+            started = time.time()
             run = trainer.train(strategy, fraction, seed)
             tags = {**base_tags, "dagster_partition": str(key)}
             if run.shared:
@@ -284,7 +325,8 @@ def train_partitions(trainer: SweepTrainer, keys: Sequence[str], log_run: LogRun
             params = {**base_params, "strategy": strategy, "seed": seed, "fraction": fraction_key(fraction),
                       "epochs": run.epochs}
             start = time.perf_counter()
-            run_id = log_run(f"sweep-{strategy}-{fraction_key(fraction)}-s{seed}", tags, params, run.metrics)
+            run_id = log_run(f"sweep-{strategy}-{fraction_key(fraction)}-s{seed}", tags, params, run.metrics,
+                             started)
             log_seconds += time.perf_counter() - start
             if run.model["run_id"] is None:
                 run.model["run_id"] = run_id

@@ -17,7 +17,7 @@ from prune_dagster.core.data.overrides import load_overrides
 from prune_dagster.core.data.sources import DEFAULT_MAX_IMAGE_PIXELS, load_source
 from prune_dagster.core.ledger import Selection, removed_frame
 from prune_dagster.core.steps.validate import ValidateParams, sample_problems, validate
-from prune_dagster.defs.assets.common import engine_metadata, run_step, to_metadata
+from prune_dagster.defs.assets.common import dataset_metadata, engine_metadata, run_step, to_metadata
 from prune_dagster.defs.config import dagster_config, to_params
 from prune_dagster.defs.engine import ComputeEngine
 
@@ -57,7 +57,7 @@ def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig,
     digest = dataset.digest()
     preview = np.arange(min(16, len(dataset)))
     metadata = to_metadata({
-        "source": dataset.source,
+        **dataset_metadata(dataset, context.job_name),  # dataset, dataset_digest, job_name: as every step
         "source_spec": spec,  # what the source sensor watches next
         "n_samples": len(dataset),
         "n_train": int((dataset.split == TRAIN).sum()),
@@ -67,7 +67,6 @@ def raw_dataset(context: dg.AssetExecutionContext, config: RawDatasetConfig,
         "n_load_errors": len(dataset.load_errors),
         "load_info": dataset.load_info,
         "empty_classes": dataset.load_info.get("empty_classes", []),
-        "digest": digest,
         "seconds": round(time.perf_counter() - start, 3),
         **engine_metadata(engine, tasks_before),
     })

@@ -15,7 +15,7 @@ from prune_dagster.core.training.shared import (
     build_representation,
     check_embeddings,
 )
-from prune_dagster.defs.assets.common import engine_metadata, to_metadata, view
+from prune_dagster.defs.assets.common import current_job_name, dataset_metadata, engine_metadata, to_metadata, view
 from prune_dagster.defs.config import dagster_config, to_params
 from prune_dagster.defs.engine import ComputeEngine
 
@@ -40,8 +40,7 @@ def representation(config: RepresentationConfig, raw_dataset: Dataset, exact_ded
     with threadpool_limits(limits=engine.blas_limit()):
         rep = build_representation(params, ids, images, labels, raw_dataset.n_classes, provided)
     metadata = {
-        "dataset": raw_dataset.source,
-        "dataset_digest": raw_dataset.digest(),
+        **dataset_metadata(raw_dataset, current_job_name()),
         "features": rep.features,
         "n_samples": len(rep.ids),
         "embedding_dim": None if rep.embeddings is None else int(rep.embeddings.shape[1]),

@@ -54,7 +54,9 @@ from prune_dagster.core.selection.sweep import (
     torch_threads,
     train_partitions,
 )
-from prune_dagster.defs.assets.common import to_metadata
+from prune_dagster.core.training.augment import AugmentParams
+from prune_dagster.core.training.shared import SharedRepresentation
+from prune_dagster.defs.assets.common import dataset_metadata, to_metadata
 from prune_dagster.defs.assets.training import step_params
 from prune_dagster.defs.config import dagster_config, to_params
 from prune_dagster.defs.resources import MlflowResource, OutputStore
@@ -108,8 +110,9 @@ def all_partitions_tags(partitions_def: dg.PartitionsDefinition) -> dict[str, st
 
 def log_model_run(mlflow: MlflowResource):
     """The sweep's log_run: one model run through the shared MLflow path (no model artifact)."""
-    def log_run(run_name: str, tags: dict[str, str], params: dict[str, Any], metrics: dict[str, float]) -> str:
-        return mlflow.log_training_run(run_name, tags, params, metrics)
+    def log_run(run_name: str, tags: dict[str, str], params: dict[str, Any], metrics: dict[str, float],
+                started: float) -> str:
+        return mlflow.log_training_run(run_name, tags, params, metrics, started=started)
     return log_run
 
 
@@ -194,16 +197,18 @@ def train_models(context: dg.AssetExecutionContext, config: dg.Config, raw_datas
     common = {**step_params(features_selected), "schedule": params.schedule, "epochs_full_data": params.epochs,
               "batch_size": params.batch_size, "lr": params.lr, "weight_decay": params.weight_decay,
               "score_epochs": sc.score_epochs, "score_seeds": sc.score_seeds, "ccs_beta": sc.ccs_beta,
-              "per_class": sc.per_class}
+              "per_class": sc.per_class, **{k: getattr(params, k) for k in AugmentParams.model_fields}}
     with torch_threads(params.torch_threads):
         results, log_seconds = train_partitions(trainer, context.partition_keys, log_model_run(mlflow), tags, common)
-    results = {k: {**r, "sweep_id": sweep_id, "dagster_run_id": context.run_id} for k, r in results.items()}
+    named = dataset_metadata(raw_dataset)
+    results = {k: {**r, "sweep_id": sweep_id, "dagster_run_id": context.run_id, **named} for k, r in results.items()}
     write_results(output_store.run_folder(context.run_id), results)
     return dg.Output(results, metadata={
         **to_metadata({"n_partitions": len(results), "n_models": len(results) * params.n_seeds,
                        "n_models_trained": trainer.n_trained, "train_seconds": round(trainer.train_seconds, 2),
                        "mlflow_seconds": round(log_seconds, 2), "seconds": round(time.perf_counter() - start, 2),
-                       "sweep_id": sweep_id, "schedule": params.schedule}),
+                       "sweep_id": sweep_id, "schedule": params.schedule, "augment": params.augment,
+                       **dataset_metadata(raw_dataset, context.job_name)}),
         "results": results_metadata(results),
     })
 
@@ -216,24 +221,30 @@ def make_report(context: dg.AssetExecutionContext, tolerance: float, results: di
     fig = report.figure(rep.table, rep.rec, rep.aucs, title=rep.title, order=strategies)
     folder = output_store.run_folder(context.run_id)
     summary = rep.summary(n_expected)
+    named = {k: ",".join(sorted({str(r[k]) for r in results.values() if k in r}))
+             for k in ("dataset", "dataset_digest")}  # the datasets the report's partitions trained on
     tags = {"sweep_id": ",".join(rep.sweep_ids)[:5000], "dagster_run_id": context.run_id,
-            "dagster_asset": "pruning_report", "kind": "sweep_summary"}
+            "dagster_asset": "pruning_report", "kind": "sweep_summary", **named}
     run_id = log_summary_run(mlflow, rep, fig, folder, summary, tolerance, tags)
     png = (folder / "pruning_report.png").read_bytes()
-    return dg.Output(summary, metadata=report_metadata(rep, png, tolerance, run_id, mlflow.uri(), folder))
+    metadata = report_metadata(rep, png, tolerance, run_id, mlflow.uri(), folder)
+    return dg.Output(summary, metadata={**metadata, **to_metadata({**named, "job_name": context.job_name})})
 
 
 def scores_asset(strategies: tuple[str, ...]) -> dg.AssetsDefinition:
     @dg.asset(group_name="sweep", kinds={"pytorch"})
     def sweep_scores(context: dg.AssetExecutionContext, config: SweepScoresConfig, raw_dataset: Dataset,
-                     features_selected: Selection) -> dg.Output[SweepScores]:
+                     features_selected: Selection, representation: SharedRepresentation) -> dg.Output[SweepScores]:
         """Every swept strategy's per-sample score on the cleaned set, computed once with the
         pruned_dataset defaults (EL2N and forgetting averaged over `score_seeds` short runs).
-        ccs reuses el2n's scores and prototype_hard reuses prototype_easy's."""
-        value = compute_sweep_scores(strategies, raw_dataset, features_selected, to_params(config, SweepScoreParams))
+        ccs reuses el2n's scores and prototype_hard reuses prototype_easy's; semdedup keeps the
+        shared representation's embeddings and selects per fraction in sweep_models."""
+        value = compute_sweep_scores(strategies, raw_dataset, features_selected, to_params(config, SweepScoreParams),
+                                     representation)
         return dg.Output(value, metadata=to_metadata({
             "n_samples": len(value.ids), "strategies": list(value.scores), "seconds_by_score": value.seconds,
             "seconds": round(sum(value.seconds.values()), 3), "score_summary": value.summary(),
+            **dataset_metadata(raw_dataset, context.job_name),
         }))
     return sweep_scores
 

@@ -2,6 +2,7 @@
 
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +22,7 @@ from prune_dagster.core.training.inputs import training_arrays, training_ids
 from prune_dagster.core.training.model import PruneCNN
 from prune_dagster.core.training.train import TrainParams, accuracy, default_threads, predict_proba, train_cnn
 from prune_dagster.defs.assets.common import dataset_metadata, to_metadata
+from prune_dagster.defs.comparison import update_dataset_comparison
 from prune_dagster.defs.config import dagster_config
 from prune_dagster.defs.resources import DatasetInput, MlflowResource, OutputStore, model_name
 from prune_dagster.defs.summary import selection_summary
@@ -102,6 +104,7 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, raw_da
     The fractions it logs (`retained_fraction` = `kept_fraction_of_train`, ...) are defined in
     core/selection/fractions.py."""
     mlflow.check_reachable()  # before minutes of training, not after
+    started = time.time()  # the MLflow run spans the training it records
     images, labels = training_arrays(raw_dataset, pruned_dataset)
     cfg = TrainParams(**{k: getattr(config, k) for k in TrainParams.model_fields})
     cfg = cfg.model_copy(update={"threads": config.threads or default_threads()})
@@ -132,7 +135,8 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, raw_da
     run_id = mlflow.log_training_run(
         f"{strategy}-{fractions.target_fraction:.2f}", tags, params, metrics, losses=result.epoch_losses,
         model=result.model if config.log_model else None, input_example=example,
-        model_name=model_name(strategy, fractions.target_fraction), dataset=dataset_input(raw_dataset, labels))
+        model_name=model_name(strategy, fractions.target_fraction), dataset=dataset_input(raw_dataset, labels),
+        started=started)
     model = TrainedModel(state_dict={k: v.clone() for k, v in result.model.state_dict().items()},
                          shape=raw_dataset.image_shape, n_classes=raw_dataset.n_classes,
                          mlflow_run_id=run_id, metrics=metrics, feedback_removed=feedback)
@@ -147,7 +151,8 @@ def model_evaluation(context: dg.AssetExecutionContext, raw_dataset: Dataset, pr
                      trained_model: TrainedModel, mlflow: MlflowResource,
                      output_store: OutputStore) -> dg.Output[dict]:
     """Test accuracy on the held-out split (never pruned), logged to the model's MLflow run with the
-    kept-id manifest and ledger; writes summary.json next to kept_ids.csv and ledger.csv."""
+    kept-id manifest and ledger; writes summary.json next to kept_ids.csv and ledger.csv; then refreshes
+    the dataset's comparison run in MLflow (defs/comparison.py), linked as `mlflow_dataset_comparison`."""
     import mlflow as mlf
 
     model = trained_model.build()
@@ -177,10 +182,13 @@ def model_evaluation(context: dg.AssetExecutionContext, raw_dataset: Dataset, pr
             mlf.log_artifact(str(path), artifact_path="pruning")
         mlf.log_dict(per_class, "per_class_accuracy.json")
     output_store.mark_latest(context.run_id)
+    compare_id = update_dataset_comparison(mlflow, raw_dataset.source, raw_dataset.digest())
     return dg.Output(summary, metadata=to_metadata({
         "test_accuracy": round(acc, 4), "n_test": len(y_test), "per_class_accuracy": per_class,
         "output_folder": str(folder), "mlflow_run_id": trained_model.mlflow_run_id,
         "mlflow_run": dg.MetadataValue.url(mlflow.run_url(trained_model.mlflow_run_id)),
+        "mlflow_dataset_comparison": dg.MetadataValue.url(mlflow.run_url(compare_id)),
+        "mlflow_runs_table": dg.MetadataValue.url(mlflow.runs_table_url()),
         **dataset_metadata(raw_dataset, context.job_name),
         "summary": json.loads(json.dumps(summary["steps"])),
     }))

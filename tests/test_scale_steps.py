@@ -19,7 +19,7 @@ from prune_dagster.core.steps.label_noise import (
     out_of_fold_probabilities,
     stratified_sample,
 )
-from prune_dagster.core.steps.outliers import anomaly_scores, find_outliers, reference_positions
+from prune_dagster.core.steps.outliers import anomaly_scores, find_outliers, neighbour_count, reference_positions
 
 
 def remote_like_map(fn, items, shared=None):
@@ -53,18 +53,26 @@ def large(digits):
 
 # -- outliers ------------------------------------------------------------------------------------
 
+def test_neighbour_count_grows_with_the_reference():
+    # at least 20, at least 2.5% of the reference (a group of similar outliers cannot be its own
+    # neighbourhood), never more than the other rows
+    assert [neighbour_count(n) for n in (10, 500, 800, 1000, 8240, 20_000)] == [9, 20, 20, 25, 206, 500]
+    assert neighbour_count(400, n_neighbors=5) == 10 and neighbour_count(1000, share=0.0) == 20
+
+
 def test_knn_scores_below_the_reference_size_are_todays(digits):
     emb = pca_embed(digits.images[:1000], 64)
-    dist, _ = NearestNeighbors(n_neighbors=21).fit(emb).kneighbors(emb)
+    k = neighbour_count(1000)  # 25
+    dist, _ = NearestNeighbors(n_neighbors=k + 1).fit(emb).kneighbors(emb)
     assert np.array_equal(anomaly_scores(emb, "knn", block_rows=500), dist[:, 1:].mean(axis=1))
-    lof = LocalOutlierFactor(n_neighbors=20).fit(emb)
+    lof = LocalOutlierFactor(n_neighbors=k).fit(emb)
     assert np.array_equal(anomaly_scores(emb, "lof", block_rows=500), -lof.negative_outlier_factor_)
     forest = IsolationForest(n_estimators=200, random_state=3).fit(emb)
     assert np.array_equal(anomaly_scores(emb, "isolation_forest", seed=3, block_rows=500), -forest.score_samples(emb))
     # With exact copies, the sample itself is dropped rather than whichever zero-distance column came
     # first; the two differ only by rounding (the GEMM distance of a row to itself is ~1e-8, not 0).
     emb = np.concatenate([emb, emb[:5]])
-    dist, _ = NearestNeighbors(n_neighbors=21).fit(emb).kneighbors(emb)
+    dist, _ = NearestNeighbors(n_neighbors=neighbour_count(len(emb)) + 1).fit(emb).kneighbors(emb)
     np.testing.assert_allclose(anomaly_scores(emb, "knn"), dist[:, 1:].mean(axis=1), rtol=0, atol=1e-7)
 
 
@@ -76,7 +84,7 @@ def test_knn_scores_at_scale_are_distances_to_a_bounded_reference_without_the_sa
     scores = anomaly_scores(emb, "knn", n_neighbors=5, reference_rows=400, block_rows=256)
     d = np.sqrt(((emb[:, None, :].astype(np.float64) - emb[ref][None, :, :]) ** 2).sum(-1))
     d[ref, np.arange(len(ref))] = np.inf  # a reference row is not its own neighbour; its copy is
-    expected = np.sort(d, axis=1)[:, :5].mean(axis=1)
+    expected = np.sort(d, axis=1)[:, :neighbour_count(400, n_neighbors=5)].mean(axis=1)  # 10 of 400
     np.testing.assert_allclose(scores, expected, rtol=1e-5, atol=1e-5)
     copies_in_ref = np.isin(np.arange(300), ref) & np.isin(np.arange(1797, 2097), ref)
     assert copies_in_ref.any()  # so the check above covered a row whose copy is in the reference
@@ -107,7 +115,7 @@ def test_lof_at_scale_keeps_the_reference_rows_fitted_factors(large):
     _, images, _, _ = large
     emb = pca_embed(images, 16)
     ref = reference_positions(len(emb), 1000, 0)
-    lof = LocalOutlierFactor(n_neighbors=20, novelty=True).fit(emb[ref])
+    lof = LocalOutlierFactor(n_neighbors=neighbour_count(len(ref)), novelty=True).fit(emb[ref])
     scores = anomaly_scores(emb, "lof", reference_rows=1000)
     assert np.array_equal(scores[ref], -lof.negative_outlier_factor_)
     rest = np.setdiff1d(np.arange(len(emb)), ref)

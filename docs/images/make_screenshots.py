@@ -10,6 +10,8 @@ Writes two images of prune_job's Launchpad, config for pruned_dataset:
 And with `--mlflow` (trains seven small digits models first, about two minutes):
 - mlflow-comparison.png: the per-dataset comparison run `compare-digits-…`: its figure, every model
   of the dataset, test accuracy against retained fraction per strategy (defs/comparison.py).
+- mlflow-runs.png: the runs table at the URL `model_evaluation` links (`mlflow_runs_table`), in the
+  project's shared view of columns.
 Each UI runs on a free 127.0.0.1 port with a temporary DAGSTER_HOME, data folder and MLflow store
 and is stopped afterwards.
 """
@@ -97,7 +99,7 @@ def serve(cmd: list[str], env: dict, health: str) -> Iterator[None]:
 
 def train_models(home: Path, mlflow_ui: str) -> str:
     """prune_job once on digits, then pruned_dataset → model_evaluation again per MODELS entry (the
-    cleaned set reused); returns the comparison run's URL."""
+    cleaned set reused); returns the comparison run's URL and the runs table's."""
     os.environ.update(DAGSTER_HOME=str(home), PRUNE_OUTPUT_DIR=str(home / "out"), PRUNE_MLFLOW_UI=mlflow_ui,
                       MLFLOW_TRACKING_URI=f"sqlite:///{home / 'mlflow.db'}", PRUNE_DATASET="digits")
     import dagster as dg
@@ -114,7 +116,7 @@ def train_models(home: Path, mlflow_ui: str) -> str:
             result = job.execute_in_process(instance=instance, run_config={"ops": ops},
                                             asset_selection=again if i else None)
         (mat,) = result.asset_materializations_for_node("model_evaluation")
-    return mat.metadata["mlflow_dataset_comparison"].value
+    return mat.metadata["mlflow_dataset_comparison"].value, mat.metadata["mlflow_runs_table"].value
 
 
 def mlflow_comparison(page, url: str, folder: Path) -> None:
@@ -124,11 +126,22 @@ def mlflow_comparison(page, url: str, folder: Path) -> None:
     page.screenshot(path=str(folder / "mlflow-comparison.png"))
 
 
+def mlflow_runs(page, url: str, folder: Path) -> None:
+    """The runs table as the README's link opens it: the project's shared view of columns."""
+    page.set_viewport_size({"width": 2400, "height": 640})  # the grid draws only the columns in view
+    page.goto(url, wait_until="load")
+    for column in ("strategy", "test_accuracy", "retained_fraction"):
+        page.get_by_role("columnheader", name=column).first.wait_for(timeout=30000)
+    time.sleep(2)
+    page.screenshot(path=str(folder / "mlflow-runs.png"))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chromium", default="/usr/bin/chromium")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent, help="folder for the images")
-    parser.add_argument("--mlflow", action="store_true", help="also mlflow-comparison.png (trains models first)")
+    parser.add_argument("--mlflow", action="store_true",
+                        help="also mlflow-comparison.png and mlflow-runs.png (trains models first)")
     args = parser.parse_args()
     from playwright.sync_api import sync_playwright
 
@@ -145,11 +158,12 @@ def main() -> None:
         print(f"wrote launchpad-refusal.png and launchpad-refusal-launch.png in {args.out}")
         if args.mlflow:
             ui = f"http://127.0.0.1:{port}"
-            url = train_models(home, ui)
+            url, runs_url = train_models(home, ui)
             with serve([str(BIN / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{home / 'mlflow.db'}",
                         "-h", "127.0.0.1", "-p", str(port)], env, f"{ui}/health"):
                 mlflow_comparison(page, url, args.out)
-            print(f"wrote mlflow-comparison.png in {args.out}")
+                mlflow_runs(page, runs_url, args.out)
+            print(f"wrote mlflow-comparison.png and mlflow-runs.png in {args.out}")
         browser.close()
 
 

@@ -8,6 +8,8 @@ the core read one definition.
 
 from __future__ import annotations
 
+from typing import Self
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -15,3 +17,9 @@ class Params(BaseModel):
     """Unknown fields are refused; instances are immutable."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @classmethod
+    def of(cls, source: object) -> Self:
+        """This model's fields read from `source` (a wider model or a Dagster config that holds them),
+        validated: e.g. the augmentation settings out of a trainer's config."""
+        return cls.model_validate({k: getattr(source, k) for k in cls.model_fields})

@@ -36,7 +36,7 @@ from sklearn.cluster import KMeans
 
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.params import Params
-from prune_dagster.core.selection.strategies import PruneParams
+from prune_dagster.core.selection.strategies import PruneParams, ScoreParams
 
 # Bisection steps on ε in [0, 2] (it stops once the count is hit): 2 x 2^-30 is below float32 rounding.
 _BISECTION_STEPS = 30
@@ -217,6 +217,13 @@ def semdedup_select(embeddings: np.ndarray, fraction: float, labels: np.ndarray 
     return select(prepare(embeddings, labels, params), fraction)
 
 
+def settings_from(scoring: ScoreParams, n: int) -> SemDedupParams:
+    """The clustering settings the score step's own settings imply (pruned_dataset's and the sweep's
+    semdedup): n_clusters (0 = automatic), per_class, seed, and fit_sample (0 = fit on all n)."""
+    return SemDedupParams(n_clusters=scoring.n_clusters, per_class=scoring.per_class, seed=scoring.seed,
+                          fit_rows=max(100, scoring.fit_sample or n))
+
+
 def semdedup_prune(embeddings: np.ndarray | None, labels: np.ndarray, prune: PruneParams) -> SemDedupResult:
     """pruned_dataset's `strategy: semdedup`: keep `retained_fraction` of the rows of `embeddings` (the
     shared representation's, for the step's input in order), reading the clustering settings from the
@@ -224,6 +231,4 @@ def semdedup_prune(embeddings: np.ndarray | None, labels: np.ndarray, prune: Pru
     if embeddings is None:
         raise ConfigError("pruned_dataset.strategy=semdedup needs embeddings, and representation.features='pixels' "
                           "has none: set representation.features to 'learned' or 'provided'")
-    params = SemDedupParams(n_clusters=prune.n_clusters, per_class=prune.per_class, seed=prune.seed,
-                            fit_rows=max(100, prune.fit_sample or len(embeddings)))
-    return semdedup_select(embeddings, prune.retained_fraction, labels, params)
+    return semdedup_select(embeddings, prune.retained_fraction, labels, settings_from(prune, len(embeddings)))

@@ -69,7 +69,7 @@ def check_config(config: ScoreParams) -> None:
     """Raise ConfigError naming the first setting out of range (a config built without validation,
     e.g. `model_construct`, or one changed after construction)."""
     try:
-        ScoreParams.model_validate({k: getattr(config, k) for k in ScoreParams.model_fields})
+        ScoreParams.of(config)
     except ValidationError as err:
         first = err.errors()[0]
         name = ".".join(map(str, first["loc"]))

@@ -31,8 +31,9 @@ from prune_dagster.core.selection.dynamic import make_epoch_plan
 from prune_dagster.core.selection.fractions import Fractions, fractions
 from prune_dagster.core.selection.report import mean_std
 from prune_dagster.core.selection.scoring import compute_scores, select_from_scores
-from prune_dagster.core.selection.semdedup import GroupIndex, SemDedupParams, prepare
+from prune_dagster.core.selection.semdedup import GroupIndex, prepare
 from prune_dagster.core.selection.semdedup import select as semdedup_select
+from prune_dagster.core.selection.semdedup import settings_from as semdedup_settings
 from prune_dagster.core.selection.strategies import SELECT_STRATEGIES, STRATEGIES, ScoreParams
 from prune_dagster.core.training.augment import AugmentParams
 from prune_dagster.core.training.inputs import training_arrays
@@ -172,7 +173,7 @@ def compute_sweep_scores(strategies: Sequence[str], dataset: Dataset, selection:
     (semdedup) keep the representation's embeddings and select per fraction in the trainer."""
     ids, images, labels = clean_view(dataset, selection)
     embeddings = sweep_embeddings(strategies, representation, ids)
-    score_params = ScoreParams(**{k: getattr(params, k) for k in ScoreParams.model_fields})
+    score_params = ScoreParams.of(params)
     scores: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     with torch_threads(params.torch_threads):
@@ -228,10 +229,8 @@ class SweepTrainer:
             if self.scores.embeddings is None:
                 raise ConfigError("sweep_scores holds no embeddings for semdedup; materialize sweep_scores again "
                                   "with semdedup among the sweep's strategies")
-            sc = self.scores.score_config
-            params = SemDedupParams(n_clusters=sc.n_clusters, per_class=sc.per_class, seed=self.scores.seed,
-                                    fit_rows=max(100, sc.fit_sample or self.n_clean))
-            self.semdedup_index = prepare(self.scores.embeddings, self.labels, params)
+            settings = semdedup_settings(self.scores.score_config, self.n_clean)
+            self.semdedup_index = prepare(self.scores.embeddings, self.labels, settings)
         return semdedup_select(self.semdedup_index, fraction).kept
 
     def kept(self, strategy: str, fraction: float, seed: int) -> np.ndarray:
@@ -249,7 +248,7 @@ class SweepTrainer:
 
     def _fit(self, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, plan: EpochPlan | None) -> dict[str, Any]:
         cfg = self.config
-        augment = AugmentParams(**{k: getattr(cfg, k) for k in AugmentParams.model_fields})
+        augment = AugmentParams.of(cfg)
         result = train_cnn(x, y, self.raw.n_classes, TrainParams(
             epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed),
             self.selection.feature_mask, epoch_plan=plan, augment=augment)

@@ -197,7 +197,7 @@ def train_models(context: dg.AssetExecutionContext, config: dg.Config, raw_datas
     common = {**step_params(features_selected), "schedule": params.schedule, "epochs_full_data": params.epochs,
               "batch_size": params.batch_size, "lr": params.lr, "weight_decay": params.weight_decay,
               "score_epochs": sc.score_epochs, "score_seeds": sc.score_seeds, "ccs_beta": sc.ccs_beta,
-              "per_class": sc.per_class, **{k: getattr(params, k) for k in AugmentParams.model_fields}}
+              "per_class": sc.per_class, **AugmentParams.of(params).model_dump()}
     with torch_threads(params.torch_threads):
         results, log_seconds = train_partitions(trainer, context.partition_keys, log_model_run(mlflow), tags, common)
     named = dataset_metadata(raw_dataset)

@@ -106,12 +106,12 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, raw_da
     mlflow.check_reachable()  # before minutes of training, not after
     started = time.time()  # the MLflow run spans the training it records
     images, labels = training_arrays(raw_dataset, pruned_dataset)
-    cfg = TrainParams(**{k: getattr(config, k) for k in TrainParams.model_fields})
+    cfg = TrainParams.of(config)
     cfg = cfg.model_copy(update={"threads": config.threads or default_threads()})
     plan = make_epoch_plan(config.dynamic, len(labels), prune_ratio=config.prune_ratio, delta=config.delta,
                            feedback=config.feedback, seed=config.seed)
     weights = class_weights_of(pruned_dataset, labels, raw_dataset.n_classes)
-    augment = AugmentParams(**{k: getattr(config, k) for k in AugmentParams.model_fields})
+    augment = AugmentParams.of(config)
     result = train_cnn(images, labels, raw_dataset.n_classes, cfg, pruned_dataset.feature_mask, epoch_plan=plan,
                        augment=augment, class_weight=weights)
     feedback = feedback_rows(pruned_dataset, plan)

@@ -268,7 +268,7 @@ def evaluate_run(dataset: Dataset, selection: Selection, truth: pd.DataFrame, cf
                    "recall_by_kind": kind_recall(removed, truth, "near_duplicate", present, True)}
     start = time.perf_counter()
     views = near_duplicate_views(images, c["n_components"], c["seed"])
-    res = find_near_duplicates(ids, views, labels, c["threshold"], c["keep"])
+    res = find_near_duplicates(ids, views, labels, c["threshold"], c["keep"], images=images)
     rem_views = set(res.removed["id"])
     out["near_views"] = {**score_sets(rem_views, sets, clean), "seconds": time.perf_counter() - start,
                          "recall_by_kind": kind_recall(rem_views, truth, "near_duplicate", present, True)}

@@ -18,9 +18,10 @@ Parts (each single-process, torch on one thread):
 - accuracy: test accuracy of the final CNN with no pruning, after removing the label-noise flags, and at
   retained fraction 0.5 by EL2N (from the representation's fold runs) and at random (the label-noise
   and out-of-fold-EL2N rows for the first seed only).
-- defects: the first seed's training split plus 1% exact copies, 1% one-pixel-shifted copies, 0.5%
-  inverted and 0.5% noise images; near_dup / outliers step functions as they are, on pixels and on
-  the learned embedding, next to Datalab on the same probabilities and embeddings.
+- defects: each seed's training split plus 1% exact copies, 1% one-pixel-shifted copies, 0.5%
+  inverted and 0.5% noise images; near_dup / outliers step functions as the steps call them, on
+  pixels (near duplicates also without their full-resolution check) and on the learned embedding,
+  next to Datalab on the same probabilities and embeddings.
 - scale (only when named): the representation of 60,000 real-digit images (the 10,000 tiled with
   shifts): seconds and peak RSS.
 Run `--part representation` alone for the grid; `--part label-noise accuracy defects` for the rest.
@@ -187,7 +188,9 @@ def part_defects(seed: int, params: RepresentationParams) -> dict:
 
     ids, x, y, truth = plant_defects(load(seed), seed)
     rep = compute_representation(ids, x, y, 10, params.model_copy(update={"seed": seed}))
-    dup = {"pixels_shift_views": _removed_mask(ids, find_near_duplicates(ids, near_duplicate_views(x), y)),
+    views = near_duplicate_views(x)
+    dup = {"pixels_shift_views": _removed_mask(ids, find_near_duplicates(ids, views, y, images=x)),  # the step
+           "pixels_shift_views_no_full_res_check": _removed_mask(ids, find_near_duplicates(ids, views, y)),
            "learned_embedding": _removed_mask(ids, find_near_duplicates(ids, rep.embeddings, y))}
     pixels = pca_embed(x, 64)
     scores = anomaly_scores(pixels, "knn", n_neighbors=200)  # more neighbours than a planted group has
@@ -334,7 +337,7 @@ def main() -> None:
               "representation_params": params.model_dump(), "parts": {}}
     runs = {"label-noise": lambda: part_label_noise(args.seeds, args.quick, params),
             "accuracy": lambda: part_accuracy(args.seeds, args.quick, params),
-            "defects": lambda: part_defects(args.seeds[0], params),
+            "defects": lambda: {"rows": [part_defects(seed, params) for seed in args.seeds]},
             "representation": lambda: part_representation(args.seeds, args.quick),
             "scale": lambda: part_scale(args.scale_n, params)}
     parts = [p for p in runs if p in args.part or ("all" in args.part and p != "scale")]

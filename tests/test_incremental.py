@@ -120,7 +120,7 @@ def test_duplicate_decisions_equal_a_full_recompute(pruned):
     views = project_views(all_images, near.basis)
     full_near = find_near_duplicates(np.concatenate([dataset.ids[near_pos], ids[survivors]]), views,
                                      np.concatenate([dataset.labels[near_pos], labels[survivors]]),
-                                     radius=near.radius)
+                                     radius=near.radius, images=all_images, full_radius=near.full_radius)
     assert set(full_near.removed["id"]) & set(ids) == by_step["near_deduplicated"]
     old_near = set(ledger.loc[ledger["step"] == "near_deduplicated", "id"])
     assert set(full_near.removed["id"]) - set(ids) == old_near  # no old decision changed

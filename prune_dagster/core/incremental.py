@@ -58,8 +58,9 @@ from prune_dagster.core.steps.frozen import NeedsFullPrune, NewBatch, OldRun
 
 # Arrays of a step's frozen state at least this large are saved as .npy and memory-mapped on load.
 MMAP_BYTES = 1 << 20
-# The layout `save` writes (2: one frozen state per pipeline step); part of the asset's storage key.
-INDEX_FORMAT = 2
+# The layout `save` writes (2: one frozen state per pipeline step; 3: near duplicates keep their pixels
+# for the full-resolution check); part of the asset's storage key.
+INDEX_FORMAT = 3
 
 
 def recorded_params(selection: Selection, step: pipeline.Step) -> Params:

@@ -13,6 +13,7 @@ from scipy.sparse.csgraph import connected_components
 from sklearn.decomposition import PCA
 from sklearn.neighbors import NearestNeighbors
 
+from prune_dagster.core.embedding.full_res import confirmed, full_resolution_scale
 from prune_dagster.core.embedding.neighbors import radius_pairs
 from prune_dagster.core.embedding.pca import FIT_SAMPLE, flatten
 from prune_dagster.core.errors import ConfigError
@@ -94,19 +95,43 @@ def near_duplicate_views(images: np.ndarray, n_components: int = 32, seed: int =
     return project_views(images, fit_views_basis(images, n_components, seed), shifts, mapper)
 
 
+def nn_sample_rows(n: int, sample: int = NN_SAMPLE, seed: int = NN_SEED) -> np.ndarray:
+    """The rows the radius' unit is measured on: all `n` up to `sample`, else a sorted seeded sample."""
+    return np.arange(n) if n <= sample else np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
+
+
 def median_nn_distance(base: np.ndarray, sample: int = NN_SAMPLE, seed: int = NN_SEED) -> tuple[float, int]:
     """(median of the non-zero nearest-neighbour distances, rows used): all rows up to `sample`,
     else a seeded random `sample` of them with neighbours looked up within that sample."""
-    rows = base if len(base) <= sample else base[np.sort(np.random.default_rng(seed).choice(len(base), sample,
-                                                                                            replace=False))]
+    rows = base[nn_sample_rows(len(base), sample, seed)]
     dist, _ = NearestNeighbors(n_neighbors=2).fit(rows).kneighbors(rows)
     nn_dist = dist[:, 1]
     return (float(np.median(nn_dist[nn_dist > 0])) if (nn_dist > 0).any() else 1.0), len(rows)
 
 
+def linked_pairs(views: np.ndarray, radius: float, mapper: Mapper = serial_map, images: np.ndarray | None = None,
+                 full_radius: float = np.inf) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(i, j, counts): each unordered pair i < j linked in `views` (any view of one within `radius` of
+    view 0 of the other) and, when `images` are given, also within `full_radius` at full resolution
+    (`prune_dagster.core.embedding.full_res`)."""
+    n = views.shape[1]
+    q, j, scored = radius_pairs(views.reshape(-1, views.shape[2]), views[0], radius, mapper)
+    i = q % n
+    off = i != j
+    pairs = np.unique(np.stack([np.minimum(i[off], j[off]), np.maximum(i[off], j[off])], axis=1), axis=0)
+    a, b = pairs[:, 0], pairs[:, 1]
+    counts = {"pairs_scored": int(scored), "candidate_pairs": int(len(a))}
+    if images is not None:
+        ok = confirmed(images, a, b, full_radius, ONE_PIXEL_SHIFTS)
+        a, b = a[ok], b[ok]
+        counts["pairs_rejected_at_full_resolution"] = int((~ok).sum())
+    return a, b, counts
+
+
 def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndarray,
                          threshold: float = 0.3, keep: str = "first", mapper: Mapper = serial_map,
-                         radius: float | None = None) -> StepResult:
+                         radius: float | None = None, images: np.ndarray | None = None,
+                         full_radius: float | None = None) -> StepResult:
     """Pairs closer than `threshold` × (median nearest-neighbour distance) are near duplicates.
 
     The radius is relative, so one default works across datasets and embeddings; its unit is
@@ -118,26 +143,27 @@ def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndar
 
     `embedding` is (N, k), or a (V, N, k) stack of views from `near_duplicate_views`: then i and j
     are linked when any view of i is within the radius of view 0 of j (e.g. j is i shifted by one
-    pixel), and the median nearest-neighbour distance is taken in view 0.
+    pixel), and the median nearest-neighbour distance is taken in view 0. With `images` (the
+    pixels the views were made from) a link must also hold at full resolution: within `threshold`
+    × the full-resolution median nearest-neighbour distance (`prune_dagster.core.embedding.full_res`,
+    which says why: PCA alone links distinct real digits).
 
     The radius graph is exact (the pairs brute force finds) without scoring all pairs: a k-means
     partition tree (`prune_dagster.core.embedding.neighbors`) whose leaves run through `mapper`; the result
-    is the same for any mapper. `radius`, when given, replaces threshold × median distance.
+    is the same for any mapper. `radius` and `full_radius`, when given, replace threshold × the
+    median distances (incremental pruning's check reuses the last full prune's).
     """
     views = _checked_views(embedding, threshold, keep)
     base = views[0]
     n = len(ids)
     if n < 2 or threshold == 0:
         return StepResult(removed=removed_frame(), metadata={"groups": 0})
-    if radius is None:
-        scale, nn_rows = median_nn_distance(base, NN_SAMPLE)
-        radius = threshold * scale
-    else:  # a radius fixed by the caller (incremental pruning reuses the last full prune's)
-        scale, nn_rows = radius / threshold, 0
-    q, j, scored = radius_pairs(views.reshape(-1, views.shape[2]), base, radius, mapper)
-    i = q % n
-    off = i != j
-    graph = coo_matrix((np.ones(int(off.sum()), dtype=np.int8), (i[off], j[off])), shape=(n, n))
+    scale, nn_rows = median_nn_distance(base, NN_SAMPLE) if radius is None else (radius / threshold, 0)
+    radius = threshold * scale if radius is None else radius
+    full = {} if images is None else {"full_resolution_scale": full_resolution_scale(
+        images, base, nn_sample_rows(n), ONE_PIXEL_SHIFTS) if full_radius is None else full_radius / threshold}
+    i, j, counts = linked_pairs(views, radius, mapper, images, threshold * full.get("full_resolution_scale", 0.0))
+    graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
     n_groups, comp = connected_components(graph, directed=False)
     sizes = np.bincount(comp, minlength=n_groups)
     survivor = _survivors(comp, sizes, base, keep)
@@ -156,7 +182,8 @@ def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndar
         "median_nn_distance": round(scale, 5),
         "nn_sample": int(nn_rows),
         "radius": round(radius, 5),
-        "pairs_scored": int(scored),
+        **{k: round(v, 5) for k, v in full.items()},
+        **counts,
         # removed id -> the kept id it duplicates (the gallery draws them side by side; not a ledger column)
         "duplicate_of": dict(zip(removed["id"].tolist(), np.asarray(ids, dtype=object)[kept].tolist(), strict=True)),
     })
@@ -220,64 +247,71 @@ def project_views(images: np.ndarray, pca: PCA, shifts: tuple[tuple[int, int], .
 
 @dataclass
 class NearIndex:
-    """What the incremental index keeps: the old step input's views on the old basis, the old radius
-    and the old groups (with `keep="first"`, a group's survivor is its first member)."""
+    """What the incremental index keeps: the old step input's views on the old basis, its pixels, the
+    old radii and the old groups (with `keep="first"`, a group's survivor is its first member)."""
 
     basis: PCA
     radius: float
     scale: float  # the median nearest-neighbour distance the radius was measured in
+    full_radius: float  # the radius of the full-resolution check
     views: np.ndarray  # (V, n_old, k) views of the old step input, in dataset order
+    pixels: np.ndarray  # (n_old, H, W, C) the old step input's images, for the full-resolution check
     comp: np.ndarray  # old group of each row of `views`
     survivor: np.ndarray  # row of each old group's survivor
     comp_label: np.ndarray  # label of each old group's survivor
 
 
 def freeze(old: OldRun, params: NearDedupParams, mapper: Mapper = serial_map) -> NearIndex:
-    """Recompute the last prune's views, radius and groups (about one pass of the step)."""
+    """Recompute the last prune's views, radii and groups (about one pass of the step)."""
     if params.keep != "first":
         raise ConfigError("incremental pruning needs near_deduplicated.keep='first' (a 'most_typical' survivor "
                           "moves whenever a group gains a member)")
     if params.embedding != "pixels":  # new samples have no learned embedding until the next full prune
         raise ConfigError("incremental pruning needs near_deduplicated.embedding='pixels'")
     pos = old.input_positions()
-    images = old.dataset.images[pos]
+    images = np.asarray(old.dataset.images[pos], dtype=np.float32)
     basis = fit_views_basis(images, params.n_components, params.seed)
     views = project_views(images, basis, mapper=mapper)
-    del images
     scale = median_nn_distance(views[0])[0]
     n = views.shape[1]
-    q, j, _ = radius_pairs(views.reshape(-1, views.shape[2]), views[0], params.threshold * scale, mapper)
-    graph = coo_matrix((np.ones(len(q), dtype=np.int8), (q % n, j)), shape=(n, n))
-    _, comp = connected_components(graph, directed=False)
+    full_radius = params.threshold * full_resolution_scale(images, views[0], nn_sample_rows(n), ONE_PIXEL_SHIFTS)
+    i, j, _ = linked_pairs(views, params.threshold * scale, mapper, images, full_radius)
+    _, comp = connected_components(coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n)),
+                                   directed=False)
     first = pd.Series(np.arange(n)).groupby(comp).min().to_numpy()
-    return NearIndex(basis=basis, radius=params.threshold * scale, scale=scale, views=views, comp=comp,
-                     survivor=first, comp_label=old.dataset.labels[pos][first])
+    return NearIndex(basis=basis, radius=params.threshold * scale, scale=scale, full_radius=full_radius,
+                     views=views, pixels=images, comp=comp, survivor=first, comp_label=old.dataset.labels[pos][first])
 
 
-def _links_to_old(frozen: NearIndex, new_views: np.ndarray, mapper: Mapper) -> tuple[np.ndarray, np.ndarray]:
+def _links_to_old(frozen: NearIndex, new_views: np.ndarray, new_images: np.ndarray,
+                  mapper: Mapper) -> tuple[np.ndarray, np.ndarray]:
     """(old group, new row) of every old-new pair within the radius, in both directions (a link when
-    either side is view 0, as in the full step)."""
+    either side is view 0, as in the full step), and within the full-resolution radius."""
     old_views = frozen.views
     n_old, m = old_views.shape[1], new_views.shape[1]
     q, j, _ = radius_pairs(old_views.reshape(-1, old_views.shape[2]), new_views.reshape(-1, new_views.shape[2]),
                            frozen.radius, mapper)
     link = (q // n_old == 0) | (j // m == 0)
-    return frozen.comp[(q % n_old)[link]], (j % m)[link]
+    pairs = np.unique(np.stack([(q % n_old)[link], (j % m)[link]], axis=1), axis=0)
+    old_row, new_row = pairs[:, 0], pairs[:, 1]
+    ok = confirmed(new_images, new_row, old_row, frozen.full_radius, ONE_PIXEL_SHIFTS, other=frozen.pixels)
+    return frozen.comp[old_row[ok]], new_row[ok]
 
 
 def decide(frozen: NearIndex, params: NearDedupParams, batch: NewBatch, mapper: Mapper = serial_map) -> None:
-    """New samples within the radius of an old group or of an earlier new sample are removed; a new
+    """New samples within the radii of an old group or of an earlier new sample are removed; a new
     sample that would join two old groups needs a full prune (it would remove an old survivor)."""
     live = batch.live()
     if not len(live) or params.threshold == 0:
         return
-    new_views = project_views(batch.images[live], frozen.basis, mapper=mapper)
+    new_images = np.asarray(batch.images[live], dtype=np.float32)
+    new_views = project_views(new_images, frozen.basis, mapper=mapper)
     m = len(live)
-    old_comp, new_of_old = _links_to_old(frozen, new_views, mapper)
-    q2, j2, _ = radius_pairs(new_views.reshape(-1, new_views.shape[2]), new_views[0], frozen.radius, mapper)
+    old_comp, new_of_old = _links_to_old(frozen, new_views, new_images, mapper)
+    i2, j2, _ = linked_pairs(new_views, frozen.radius, mapper, new_images, frozen.full_radius)
     n_old_comp = int(frozen.comp.max()) + 1 if len(frozen.comp) else 0
     # nodes: new samples 0..m-1, then old groups m..m+n_old_comp-1
-    rows, cols = np.concatenate([q2 % m, new_of_old]), np.concatenate([j2, m + old_comp])
+    rows, cols = np.concatenate([i2, new_of_old]), np.concatenate([j2, m + old_comp])
     graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(m + n_old_comp,) * 2)
     _, comp = connected_components(graph, directed=False)
     old_in = np.unique(old_comp)

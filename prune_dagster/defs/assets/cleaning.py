@@ -55,9 +55,10 @@ def near_deduplicated(config: NearDedupConfig, raw_dataset: Dataset, exact_dedup
 
     def compute(ids, images, labels):
         learned = comparison_embedding(representation, ids, params.embedding)
-        emb = learned[None] if learned is not None else engine.supply(near_duplicate_views)(
-            images, params.n_components, params.seed)
-        return engine.supply(find_near_duplicates)(ids, emb, labels, params.threshold, params.keep)
+        if learned is not None:  # semantic closeness: no pixel check
+            return engine.supply(find_near_duplicates)(ids, learned[None], labels, params.threshold, params.keep)
+        views = engine.supply(near_duplicate_views)(images, params.n_components, params.seed)
+        return engine.supply(find_near_duplicates)(ids, views, labels, params.threshold, params.keep, images=images)
 
     return run_step("near_deduplicated", raw_dataset, exact_deduplicated, params, compute, engine=engine,
                     extra_metadata={"embedding": params.embedding})

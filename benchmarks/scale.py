@@ -49,9 +49,11 @@ from pathlib import Path
 
 import numpy as np
 
+from prune_dagster.core import pipeline
+
 ROOT = Path(__file__).resolve().parents[1]
-GRAPH = ("raw_dataset", "validated", "exact_deduplicated", "representation", "near_deduplicated", "outliers_removed",
-         "label_noise_removed", "class_balanced", "features_selected", "pruned_dataset")
+# The pipeline's own order (a hard-coded list went stale when a step was added).
+GRAPH = ("raw_dataset", *pipeline.graph())
 # Cleaning step -> the planted defect it is scored against.
 CLEANING = {"exact_deduplicated": "exact_duplicate", "near_deduplicated": "near_duplicate",
             "outliers_removed": "outlier", "label_noise_removed": "label_flip"}

@@ -1,13 +1,12 @@
 """Outliers: kNN distance, IsolationForest or LocalOutlierFactor on the embedding, with a robust automatic threshold.
 
-Default `knn`: mean distance to the k nearest neighbours, k = max(20, 2.5% of the reference (see
-NEIGHBOR_SHARE); the asset embeds with 64 PCA components, all of a digit's pixels), threshold at
-robust z > 4. On dirty digits (benchmarks/defects.py, 2% planted outliers, k = 20 at that size) it
-found every noise and inverted image and 85% of the foreign patterns, and removed no clean digit
-(F1 0.91 on noise + inverted, where its other removals are near duplicates shifted by one pixel
-that plain-PCA near-duplicate search leaves in; 0.95-0.97 once those are gone). IsolationForest on
-32 components found half of the outliers (F1 0.57) and LOF missed the inverted images, which lie
-in a dense group of their own.
+Default `knn`: mean distance to the k nearest neighbours (k = max(20, 2.5% of the reference), at most
+256; see NEIGHBOR_SHARE) in the asset's 64-component PCA embedding, threshold at robust z > 4. On dirty
+digits (benchmarks/defects.py, 2% planted outliers, k = 20 at that size) it found every noise and
+inverted image and 85% of the foreign patterns, and removed no clean digit (F1 0.91 on noise + inverted,
+where its other removals are near duplicates shifted by one pixel that plain-PCA near-duplicate search
+leaves in; 0.95-0.97 once those are gone). IsolationForest on 32 components found half of the outliers
+(F1 0.57) and LOF missed the inverted images, which lie in a dense group of their own.
 
 Scale: every model sees at most `reference_rows` samples (a seeded uniform sample of the current
 set); all rows are then scored against it in row blocks through `mapper`. A sample that is itself in
@@ -48,9 +47,14 @@ METHODS = ("knn", "isolation_forest", "lof", "none")
 # while k is not well above its size: on real MNIST with 40 inverted and 40 noise images planted
 # among 8,160 (benchmarks/real.py --part defects) k = 20 found 11-13 of the 80, k = 60-120 found
 # 40, k = 200 all 80; no k from 20 to 200 flagged a clean digit. 2.5% gives k = 206 there,
-# 20 below 800 samples, 500 at the 20,000-row reference.
+# 20 below 800 samples. At most MAX_NEIGHBORS: the search's cost grows with k (one thread, 32k queries
+# against the 20,000-row reference: 4.2 s at k = 20, 6.5 s at 200, 13.3 s at 500; k = 500 made the
+# step 268 s of a 456 s prune of 1M rows), and 256 of the 20,000 still covers a group of 1.3%.
 N_NEIGHBORS = 20
 NEIGHBOR_SHARE = 0.025
+MAX_NEIGHBORS = 256
+# Query rows per kneighbors call inside a block: bounds its (rows, k + 1) distances and indices.
+KNN_CHUNK = 4096
 SCORE_MEANING = "robust z of the anomaly score: (score - median) / (1.4826 x MAD) over the step's input"
 
 
@@ -60,7 +64,8 @@ class OutlierParams(Params):
     enabled: bool = Field(default=True, description="false: the step passes its input through unchanged")
     method: Literal[METHODS] = Field(default="knn", description="knn: mean distance to the k nearest "
                                                                 "neighbours, k = max(20, 2.5% of the "
-                                                                "reference); isolation_forest; lof; none")
+                                                                "reference), at most 256; isolation_forest; "
+                                                                "lof; none")
     contamination: float = Field(default=0.0, ge=0.0, lt=0.5, description="share to remove; 0 = automatic "
                                                                            "robust threshold (z_threshold)")
     z_threshold: float = Field(default=4.0, gt=0.0, le=100.0, description="automatic threshold: remove scores "
@@ -94,11 +99,14 @@ def _own_reference_position(start: int, stop: int, ref_positions: np.ndarray) ->
 def _knn_block(item: tuple[int, np.ndarray], *, index: NearestNeighbors, ref_positions: np.ndarray) -> np.ndarray:
     """Mean distance of each row of the block to its k nearest reference samples other than itself."""
     start, block = item
-    dist, idx = index.kneighbors(block)  # k + 1 columns
-    own = _own_reference_position(start, start + len(block), ref_positions)
-    drop = idx == own[:, None]  # the row itself, where it is in the reference
-    drop[~drop.any(axis=1), -1] = True  # otherwise the farthest of the k + 1
-    return dist[~drop].reshape(len(dist), -1).mean(axis=1)
+    out = np.empty(len(block))
+    for s in range(0, len(block), KNN_CHUNK):
+        dist, idx = index.kneighbors(block[s:s + KNN_CHUNK])  # k + 1 columns
+        own = _own_reference_position(start + s, start + s + len(dist), ref_positions)
+        drop = idx == own[:, None]  # the row itself, where it is in the reference
+        drop[~drop.any(axis=1), -1] = True  # otherwise the farthest of the k + 1
+        out[s:s + len(dist)] = dist[~drop].reshape(len(dist), -1).mean(axis=1)
+    return out
 
 
 def _forest_block(item: tuple[int, np.ndarray], *, forest: IsolationForest) -> np.ndarray:
@@ -119,9 +127,10 @@ def _lof_block(item: tuple[int, np.ndarray], *, lof: LocalOutlierFactor, ref_pos
 
 
 def neighbour_count(n_reference: int, n_neighbors: int = N_NEIGHBORS, share: float = NEIGHBOR_SHARE) -> int:
-    """The k the scores use: the larger of `n_neighbors` and `share` of the reference, and fewer
-    when the reference is smaller."""
-    return max(1, min(max(n_neighbors, math.ceil(share * n_reference)), n_reference - 1))
+    """The k the scores use: the larger of `n_neighbors` and `share` of the reference (at most
+    MAX_NEIGHBORS), and fewer when the reference is smaller."""
+    k = max(n_neighbors, min(math.ceil(share * n_reference), MAX_NEIGHBORS))
+    return max(1, min(k, n_reference - 1))
 
 
 def anomaly_scores(embedding: np.ndarray, method: str, seed: int = 0, n_neighbors: int = N_NEIGHBORS,

@@ -102,3 +102,26 @@ def test_a_hash_collision_never_merges_different_images():
     ids = np.array([f"i{k}" for k in range(6)], dtype=object)
     removed = find_exact_duplicates(ids, images, np.zeros(6, np.int64)).removed
     assert sorted(removed["id"]) == ["i2", "i4", "i5"]
+
+
+def test_representation_arrays_are_stored_beside_the_pickle_and_memory_mapped(tmp_path):
+    from prune_dagster.core.training.shared import SharedRepresentation
+    from prune_dagster.defs.io import load_arrays, store_arrays
+
+    rng = np.random.default_rng(0)
+    n = 5000
+    rep = SharedRepresentation("learned", np.array([f"s{i}" for i in range(n)]),
+                               probs=rng.random((n, 10), dtype=np.float32),
+                               embeddings=rng.random((n, 128), dtype=np.float32),
+                               el2n=rng.random(n), oof_accuracy=0.9, seconds=1.5)
+    pkl = tmp_path / "rep" / "run1.pkl"
+    stored = pickle.dumps(store_arrays(rep, pkl))
+    assert len(stored) < 0.2 * rep.embeddings.nbytes  # the arrays are not in the pickle
+    assert sorted(p.name for p in pkl.parent.iterdir()) == ["run1.el2n.npy", "run1.embeddings.npy", "run1.probs.npy"]
+    back = load_arrays(pickle.loads(stored), pkl)
+    for name in ("probs", "embeddings", "el2n"):
+        got = getattr(back, name)
+        assert isinstance(got, np.memmap) and not got.flags.writeable
+        assert np.array_equal(got, getattr(rep, name))
+    assert back.ids.tolist() == rep.ids.tolist() and back.oof_accuracy == 0.9
+    assert np.array_equal(back.embeddings_of(np.array(["s7", "s3"])), rep.embeddings[[7, 3]])

@@ -72,11 +72,12 @@ def page(uis):
 
 def test_asset_page_shows_the_gallery_and_links_to_mlflow(uis, page):
     env, mlflow_url, _ = uis
+    # Dagster's first-visit community dialog may open at any moment: dismiss it whenever it covers the page
+    page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
     page.goto(f"{env['PRUNE_DAGSTER_UI']}/assets/near_deduplicated", wait_until="networkidle")
-    skip = page.get_by_role("button", name="Skip")  # Dagster's first-visit community dialog
-    if skip.count():
-        skip.first.click()
-    assert "dirty-digits" in page.inner_text("body") and "prune_job" in page.inner_text("body")
+    # the latest materialization's metadata renders after the page's first network-idle moment
+    page.get_by_text("dirty-digits").first.wait_for(timeout=30000)
+    assert "prune_job" in page.inner_text("body")
     page.get_by_text("[Show Markdown]").first.click()
     img = page.locator("img[src^='data:image/png']").first
     img.wait_for(timeout=15000)

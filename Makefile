@@ -10,7 +10,7 @@ MLFLOW_PORT ?= 5000
 export PRUNE_DAGSTER_UI ?= http://$(HOST):$(UI_PORT)
 export PRUNE_MLFLOW_UI ?= http://$(HOST):$(MLFLOW_PORT)
 
-.PHONY: run test lint ui mlflow-ui clean
+.PHONY: run test lint ui mlflow-ui docs clean
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ ui: $(BIN)/.installed
 
 mlflow-ui: $(BIN)/.installed
 	$(BIN)/mlflow ui --backend-store-uri $$($(BIN)/python -m prune_dagster.paths tracking-uri) -h $(HOST) -p $(MLFLOW_PORT)
+
+docs: $(BIN)/.installed  # the step tables of README.md and docs/steps.md, from core/pipeline.py
+	$(BIN)/python -m prune_dagster.core.pipeline_doc .
 
 clean:
 	rm -rf data

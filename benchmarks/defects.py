@@ -20,7 +20,7 @@ For every defect setting and seed it
    which suits centred PCA features badly, so it runs twice: with the euclidean distance our steps
    use, and with its default. Datalab flags every member of a near-duplicate set; it is scored as
    keeping the first of each set, as a user would;
-4. trains the CNN (`train_cnn`, TrainConfig(epochs=20), the project default) on (a) the clean train
+4. trains the CNN (`train_cnn`, TrainParams(epochs=20), the project default) on (a) the clean train
    split, (b) the dirty train split unpruned, (c) what the graph kept (+ synthetic samples, with its
    feature mask, as `trained_model` does), all evaluated on the test split, which the dirty dataset
    leaves untouched (checked). The seed of the defects is also the CNN's training seed.
@@ -52,7 +52,7 @@ from prune_dagster.core.embedding.pca import flatten, pca_embed
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.steps.label_noise import out_of_fold_probabilities
 from prune_dagster.core.steps.near_dup import find_near_duplicates, near_duplicate_views
-from prune_dagster.core.training.train import TrainConfig, accuracy, train_cnn
+from prune_dagster.core.training.train import TrainParams, accuracy, train_cnn
 from prune_dagster.fixtures.defects import SPLIT_KEYS, dirty_digits_truth
 
 # (name, dirty-digits query). Every other rate stays at its DefectConfig default: 3% exact
@@ -227,10 +227,10 @@ def keep_first_of_sets(near_duplicate_sets: list) -> np.ndarray:
 
 
 def config_defaults() -> dict:
-    from prune_dagster.defs.assets.cleaning import ExactDedupConfig, LabelNoiseConfig, NearDedupConfig, OutlierConfig
+    from prune_dagster.core import pipeline
 
-    return {"exact_deduplicated": ExactDedupConfig().model_dump(), "near_deduplicated": NearDedupConfig().model_dump(),
-            "outliers_removed": OutlierConfig().model_dump(), "label_noise_removed": LabelNoiseConfig().model_dump()}
+    return {name: pipeline.step(name).params().model_dump()
+            for name in ("exact_deduplicated", "near_deduplicated", "outliers_removed", "label_noise_removed")}
 
 
 def evaluate_run(dataset: Dataset, selection: Selection, truth: pd.DataFrame, cfg: dict) -> tuple[dict, dict]:
@@ -334,7 +334,7 @@ def evaluate_run(dataset: Dataset, selection: Selection, truth: pd.DataFrame, cf
 
 def cnn_accuracy(images: np.ndarray, labels: np.ndarray, n_classes: int, test: tuple[np.ndarray, np.ndarray],
                  seed: int, epochs: int, feature_mask: np.ndarray | None = None) -> float:
-    result = train_cnn(images, labels, n_classes, TrainConfig(epochs=epochs, seed=seed), feature_mask)
+    result = train_cnn(images, labels, n_classes, TrainParams(epochs=epochs, seed=seed), feature_mask)
     return accuracy(result.model, *test)
 
 

@@ -19,8 +19,8 @@ import numpy as np
 import torch
 
 from prune_dagster.core.data.sources import load_digits
-from prune_dagster.core.selection.dynamic import make_epoch_plan, retained_fraction
-from prune_dagster.core.training.train import TrainConfig, accuracy, train_cnn
+from prune_dagster.core.selection.dynamic import make_epoch_plan, sample_pass_fraction
+from prune_dagster.core.training.train import TrainParams, accuracy, train_cnn
 
 METHODS = ("full", "infobatch", "infobatch+feedback")
 
@@ -41,10 +41,10 @@ def run_one(method: str, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.nd
     if method != "full":
         feedback = method.endswith("feedback")
         plan = make_epoch_plan("infobatch", len(y), feedback=feedback, seed=seed, **plan_kw)
-    res = train_cnn(x, y, n_classes, TrainConfig(epochs=epochs, seed=seed), epoch_plan=plan)
+    res = train_cnn(x, y, n_classes, TrainParams(epochs=epochs, seed=seed), epoch_plan=plan)
     row = {"method": method, "seed": seed, "test_accuracy": accuracy(res.model, xt, yt),
            "sample_passes": res.sample_passes, "train_seconds": res.seconds,
-           "retained_fraction": retained_fraction(res.sample_passes, epochs, len(y))}
+           "sample_pass_fraction": sample_pass_fraction(res.sample_passes, epochs, len(y))}
     if plan is not None and plan.feedback:
         pos = plan.removed_positions
         row["n_removed"] = int(len(pos))
@@ -57,7 +57,7 @@ def run_one(method: str, x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.nd
 
 
 def summarise(rows: list[dict]) -> dict:
-    keys = ("test_accuracy", "sample_passes", "train_seconds", "retained_fraction", "n_removed", "precision",
+    keys = ("test_accuracy", "sample_passes", "train_seconds", "sample_pass_fraction", "n_removed", "precision",
             "recall")
     out = {}
     for k in keys:

@@ -50,12 +50,12 @@ from prune_dagster.core.training.representation import (
     RepresentationParams,
     compute_representation,
 )
-from prune_dagster.core.training.train import TrainConfig, accuracy, train_cnn
+from prune_dagster.core.training.train import TrainParams, accuracy, train_cnn
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "mnist"
 N_TRAIN = 8_000
-FINAL = TrainConfig(epochs=20, batch_size=64, lr=1e-3, threads=1)  # defs/assets/training.py TrainConfigDg
+FINAL = TrainParams(epochs=20, batch_size=64, lr=1e-3, threads=1)  # defs/assets/training.py TrainConfigDg
 
 
 def fetch_mnist() -> Path:
@@ -94,7 +94,7 @@ def load(seed: int) -> dict:
 def final_accuracy(d: dict, keep: np.ndarray | None, seed: int) -> tuple[float, float, int]:
     """Test accuracy (%) and seconds of the final CNN trained on the kept positions (all if None)."""
     keep = np.arange(len(d["y"])) if keep is None else keep
-    res = train_cnn(d["x"][keep], d["y"][keep], 10, TrainConfig(**{**FINAL.__dict__, "seed": seed}))
+    res = train_cnn(d["x"][keep], d["y"][keep], 10, TrainParams(**{**FINAL.__dict__, "seed": seed}))
     return round(100 * accuracy(res.model, d["x_test"], d["y_test"]), 2), round(res.seconds, 1), int(len(keep))
 
 

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from prune_dagster.core.data.sources import load_digits
-from prune_dagster.core.selection.scoring import STRATEGIES, ScoreConfig, compute_scores, select_from_scores
-from prune_dagster.core.training.train import TrainConfig, accuracy, train_cnn
+from prune_dagster.core.selection.scoring import STRATEGIES, ScoreParams, compute_scores, select_from_scores
+from prune_dagster.core.training.train import TrainParams, accuracy, train_cnn
 
 
 def main() -> None:
@@ -37,10 +37,10 @@ def main() -> None:
     d = load_digits().with_split(0.2, 0)
     tr, te = d.split == "train", d.split == "test"
     x, y, xt, yt = d.images[tr], d.labels[tr], d.images[te], d.labels[te]
-    cfg = ScoreConfig()
+    cfg = ScoreParams()
 
     def fit_eval(keep: np.ndarray, seed: int) -> float:
-        res = train_cnn(x[keep], y[keep], d.n_classes, TrainConfig(epochs=args.epochs, seed=seed))
+        res = train_cnn(x[keep], y[keep], d.n_classes, TrainParams(epochs=args.epochs, seed=seed))
         return accuracy(res.model, xt, yt)
 
     rows: list[dict] = []

@@ -7,6 +7,8 @@ Command-line settings become Dagster run config (`--dataset` is `raw_dataset.sou
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import sys
@@ -28,7 +30,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     ops: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair or "." not in pair.split("=", 1)[0]:
-            raise UsageError(f"--set {pair!r}: expected ASSET.KEY=VALUE, e.g. pruned_dataset.retained_fraction=0.5")
+            raise UsageError(f"--set {pair!r}: expected ASSET.KEY=VALUE, e.g. pruned_dataset.target_fraction=0.5")
         key, raw = pair.split("=", 1)
         asset, field = key.split(".", 1)
         try:
@@ -58,6 +60,10 @@ def check_overrides(job: Any, ops: dict[str, Any]) -> None:
                              f"with settings; steps with settings: {', '.join(sorted(settable))}")
         cls = settable[asset]
         for name, value in values.items():
+            if name == "retained_fraction" and "target_fraction" in cls.model_fields:
+                from prune_dagster.core.selection.strategies import RENAMED
+
+                raise UsageError(f"--set {asset}.{name}={shown(value)}: {RENAMED}")
             if name not in cls.model_fields:
                 raise UsageError(f"--set {asset}.{name}={shown(value)}: {asset} has no setting {name!r}; "
                                  f"its settings: {', '.join(cls.model_fields)}")
@@ -109,6 +115,7 @@ def format_summary(summary: dict[str, Any], dagster_home: str, mlflow_url: str =
     for s in summary["steps"]:
         reasons = ", ".join(f"{k}={v}" for k, v in s["removed_by_reason"].items()) or "-"
         lines.append(f"  {s['step']:<22}{s['n_in']:>7}{s['n_out']:>7}  {reasons}  ({s['seconds']:.1f}s)")
+    compute = summary.get("compute", {})
     lines += [
         "",
         f"kept {summary['n_kept']} of {summary['n_train_split']} training samples "
@@ -116,6 +123,8 @@ def format_summary(summary: dict[str, Any], dagster_home: str, mlflow_url: str =
         f"kept_fraction_of_cleaned {summary['kept_fraction_of_cleaned']:.3f} by the score step), "
         f"{summary['n_synthetic']} synthetic",
         f"test accuracy {summary['test_accuracy']:.4f} on {summary['n_test']} held-out samples",
+        f"compute {compute.get('compute_seconds', 0):.1f} s and {compute.get('compute_sample_passes', 0):,} sample "
+        f"passes in all (representation, steps, training); this run computed {compute.get('run_seconds', 0):.1f} s",
         f"MLflow run {summary['mlflow_run_id']} in {summary['mlflow_tracking_uri']}",
         f"  {mlflow_url or '(open with make mlflow-ui)'}  (after make mlflow-ui)",
         f"Dagster run {summary['dagster_run_id']} in DAGSTER_HOME={dagster_home}",
@@ -192,14 +201,65 @@ def quiet_console(verbose: bool) -> None:
         warnings.filterwarnings("ignore", category=FutureWarning, module=module)
 
 
+# Errors that are a user's to fix (a dataset, a setting, a folder, a service): their message is the
+# whole story. Anything else is reported by its class and message, still in one line.
+USER_ERRORS = {"DatasetError", "ConfigError", "PruneError", "OutputFolderError", "MlflowUnavailableError",
+               "EngineUnavailableError", "LockTimeout", "DagsterInvalidConfigError"}
+
+
+def failure_cause(result: Any) -> str:
+    """One line: the user's mistake behind a failed run (the deepest project error in the first failure's
+    cause chain), else the first failure's deepest error as 'step X failed: Class: message'."""
+    for event in result.all_events:
+        data = event.step_failure_data if event.is_step_failure else getattr(event, "pipeline_failure_data", None)
+        error = getattr(data, "error", None)
+        chain = []
+        while error is not None:
+            chain.append(error)
+            error = error.cause
+        if not chain:
+            continue
+        mine = [e for e in chain if e.cls_name in USER_ERRORS]
+        err = (mine or chain)[-1]
+        message = " ".join(err.message.strip().split())
+        if mine:  # Dagster prefixes the message with the error's (qualified) class name
+            head, sep, rest = message.partition(": ")
+            return rest if sep and head.split(".")[-1] == err.cls_name else message
+        where = f"step {event.step_key} failed" if event.step_key else "the run failed"
+        return f"{where}: {message}"
+    return "the run failed (no step failure recorded)"
+
+
+def reused_assets(result: Any) -> list[str]:
+    """The assets this run took from an earlier run instead of computing (defs/cache.py), with the run."""
+    out = []
+    for event in result.get_asset_materialization_events():
+        meta = event.materialization.metadata
+        if "reused_from_run" in meta:
+            out.append(f"{event.asset_key.to_user_string()} (run {str(meta['reused_from_run'].value)[:8]})")
+    return out
+
+
+def check_output_folder() -> None:
+    """The output folder must be a folder this process can write, before anything runs."""
+    from prune_dagster.defs.resources import OutputFolderError, check_writable_folder
+
+    try:
+        check_writable_folder(paths.output_dir(), create=False)  # writes nothing: a refused run leaves no trace
+    except OutputFolderError as err:
+        raise UsageError(str(err)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     default_home = str(paths.data_dir() / "dagster_home")
-    os.environ.setdefault("DAGSTER_HOME", default_home)
-    Path(os.environ["DAGSTER_HOME"]).mkdir(parents=True, exist_ok=True)
-    if os.environ["DAGSTER_HOME"] == default_home:  # our own home: the defaults, without telemetry
+    if not settings.dagster_home():
+        os.environ["DAGSTER_HOME"] = default_home  # Dagster reads it from the environment
+    Path(settings.dagster_home()).mkdir(parents=True, exist_ok=True)
+    if settings.dagster_home() == default_home:  # our own home: the defaults, without telemetry
         own_home_config(Path(default_home) / "dagster.yaml")
     quiet_console(args.verbose)
     try:
+        check_output_folder()
         job, run_config = resolve(args)
     except UsageError as err:
         print(f"prune-dagster: {err}", file=sys.stderr)
@@ -208,34 +268,42 @@ def run(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     # Two runs starting at once on a new home would race to create its SQLite tables.
-    with file_lock(Path(os.environ["DAGSTER_HOME"]) / ".prune-init.lock", what="DAGSTER_HOME"):
-        instance = dg.DagsterInstance.get()
-        instance.get_run_records(limit=1)
-        instance.get_latest_materialization_event(dg.AssetKey("raw_dataset"))
+    with file_lock(Path(settings.dagster_home()) / ".prune-init.lock", what="DAGSTER_HOME"):
+        # A home without dagster.yaml makes Dagster print its welcome and telemetry notice: chatter, shown
+        # with --verbose only (the CLI's own home has telemetry off; a user's home is never written to).
+        with contextlib.redirect_stderr(sys.stderr if args.verbose else io.StringIO()):
+            instance = dg.DagsterInstance.get()
+            instance.get_run_records(limit=1)
+            instance.get_latest_materialization_event(dg.AssetKey("raw_dataset"))
     with instance:
         # The step-by-step event log is in the Dagster UI; the console gets warnings and the summary.
-        run_config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if args.verbose else "WARNING"}}}
+        # Failures are summarised in one line below; their stack traces are in the UI and behind --verbose.
+        run_config["loggers"] = {"console": {"config": {"log_level": "DEBUG" if args.verbose else "CRITICAL"}}}
         tags = {"dataset": run_dataset(run_config)}  # the Runs page filters by it
+        if args.fresh:  # recompute every asset, even where settings and inputs are unchanged
+            tags["prune/fresh"] = "true"
         if job.partitions_def is not None:  # sweep_job: one run over every partition
             from prune_dagster.defs.assets.sweep import all_partitions_tags
 
             tags.update(all_partitions_tags(job.partitions_def))
-        result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False, tags=tags)
+        with contextlib.redirect_stderr(sys.stderr if args.verbose else io.StringIO()):  # Dagster's notices
+            result = job.execute_in_process(instance=instance, run_config=run_config, raise_on_error=False,
+                                            tags=tags)
     seconds = time.perf_counter() - start
     if not result.success:
-        for event in result.all_events:
-            if event.is_step_failure:
-                err = event.step_failure_data.error
-                print(f"step {event.step_key} failed: {err.message.strip() if err else ''}", file=sys.stderr)
-        print(f"run {result.run_id} failed; see `make ui` for the full log", file=sys.stderr)
+        print(f"prune-dagster: {failure_cause(result)}", file=sys.stderr)
+        print(f"run {result.run_id} failed; the full log: make ui (Runs), or --verbose", file=sys.stderr)
         return 1
     summary_path = paths.output_dir() / "runs" / result.run_id / "summary.json"
     if args.job == "prune_job" and summary_path.exists():
         summary = json.loads(summary_path.read_text())
-        print(format_summary(summary, os.environ["DAGSTER_HOME"], *ui_urls(summary)))
+        print(format_summary(summary, settings.dagster_home(), *ui_urls(summary)))
         print(f"outputs: {summary_path.parent}")
     else:
         print(f"Dagster run: {dagster_run_url(result.run_id)}  (after make ui)")
+    reused = reused_assets(result)
+    if reused:
+        print(f"reused (settings and inputs unchanged; --fresh recomputes): {', '.join(reused)}")
     print(f"{args.job} finished in {seconds:.1f}s")
     return 0
 
@@ -248,8 +316,10 @@ def main(argv: list[str] | None = None) -> int:
                                      "(default $PRUNE_DATASET or digits)")
     p.add_argument("--job", default="prune_job", help="prune_job (default), train_job or sweep_job")
     p.add_argument("--set", action="append", default=[], metavar="ASSET.KEY=VALUE",
-                   help="override a step's config, e.g. pruned_dataset.retained_fraction=0.5; an unknown "
+                   help="override a step's config, e.g. pruned_dataset.target_fraction=0.5; an unknown "
                         "setting or a value it does not accept is refused before anything runs (exit code 2)")
+    p.add_argument("--fresh", action="store_true", help="compute every asset again, even those whose settings "
+                                                         "and inputs are unchanged (by default they are reused)")
     p.add_argument("--verbose", action="store_true", help="print Dagster's full event log and library warnings "
                                                            "(torch export, MLflow) hidden by default")
     args = parser.parse_args(argv)

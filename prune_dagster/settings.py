@@ -71,6 +71,11 @@ def overrides() -> str:
     return _get("PRUNE_OVERRIDES")
 
 
+def edge_defaults() -> dict[str, str]:
+    """What a step may read when its own setting is empty (StepInputs.environment): the overrides file."""
+    return {"overrides": overrides()}
+
+
 def new_source() -> str:
     return _get("PRUNE_NEW_SOURCE")
 

@@ -67,3 +67,15 @@ def temp_env(values: dict[str, str]):
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def step_output_of(name, dataset, selection, compute):
+    """A pipeline step's asset output (its Selection and metadata) for the result `compute(ids, images,
+    labels)` returns on `selection`'s kept samples, as the step factory records it."""
+    from prune_dagster.core import pipeline
+    from prune_dagster.core.steps.base import StepInputs
+    from prune_dagster.defs.assets.steps import step_output
+
+    step = pipeline.step(name)
+    inputs = StepInputs(dataset, selection)
+    return step_output(step, step.params(), inputs, compute(inputs.ids, inputs.images, inputs.labels), 0.0)

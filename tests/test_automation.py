@@ -101,7 +101,7 @@ def test_export_overrides_and_source_untouched(prune_env, folder):
     keep, drop = train[:40], train[40:43]
     pd.DataFrame({"id": keep + drop, "action": ["keep"] * 40 + ["drop"] * 3}).to_csv(overrides, index=False)
     result = run_prune(folder, validated={"config": {"overrides": str(overrides)}},
-                       pruned_dataset={"config": {"strategy": "random", "retained_fraction": 0.5}})
+                       pruned_dataset={"config": {"strategy": "random", "target_fraction": 0.5}})
     assert result.success
     out = prune_env / "out" / "runs" / result.run_id
     kept = set(pd.read_csv(out / "kept_ids.csv")["id"])

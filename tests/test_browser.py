@@ -117,7 +117,7 @@ def test_launchpad_refuses_a_bad_choice_as_typed_and_a_bad_bound_at_launch(uis, 
     page.get_by_text("not in enum type").first.wait_for(timeout=30000)  # el2m, before any launch
     open_launchpad(page, base, BOUND_CONFIG)
     page.get_by_role("button", name="Launch Run").last.click()
-    page.get_by_text("retained_fraction accepts a number > 0 and <= 1").first.wait_for(timeout=30000)
+    page.get_by_text("target_fraction accepts a number > 0 and <= 1").first.wait_for(timeout=30000)
     page.keyboard.press("Escape")
 
 

@@ -30,9 +30,10 @@ def isolated_env(tmp: Path) -> dict[str, str]:
     ("validated.enabled=maybe", "validated.enabled accepts true or false"),
     ("validated.nosuch=false", "validated has no setting 'nosuch'; its settings: enabled"),
     ("pruned_dataset.strategy=el2m", "pruned_dataset.strategy accepts one of 'random', 'el2n'"),
-    ("pruned_dataset.retained_fraction=1.5", "pruned_dataset.retained_fraction accepts a number > 0 and <= 1"),
+    ("pruned_dataset.target_fraction=1.5", "pruned_dataset.target_fraction accepts a number > 0 and <= 1"),
+    ("pruned_dataset.retained_fraction=0.5", "retained_fraction was renamed target_fraction"),
     ("nosuch.x=1", "'nosuch' is not a step of prune_job with settings; steps with settings: class_balanced"),
-    ("trained_model.epochs=-3", "trained_model.epochs accepts a whole number >= 1"),
+    ("trained_model.epochs=-3", "trained_model.epochs accepts a whole number >= 0"),
 ])
 def test_bad_set_is_one_line_exit_2_and_nothing_runs(tmp_path, setting, expected):
     proc = subprocess.run([str(BIN / "prune-dagster"), "run", "--set", setting], cwd=ROOT, env=isolated_env(tmp_path),
@@ -52,9 +53,9 @@ def args(*argv: str, dataset: str | None = None, job: str = "prune_job") -> argp
 def test_dataset_is_run_config_not_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("PRUNE_DATASET", raising=False)
     job = defs.resolve_job_def("prune_job")
-    config = job_run_config(job, args("pruned_dataset.retained_fraction=0.5", dataset="dirty-digits"))
+    config = job_run_config(job, args("pruned_dataset.target_fraction=0.5", dataset="dirty-digits"))
     assert config["ops"]["raw_dataset"]["config"] == {"source": "dirty-digits"}
-    assert config["ops"]["pruned_dataset"]["config"] == {"retained_fraction": 0.5}
+    assert config["ops"]["pruned_dataset"]["config"] == {"target_fraction": 0.5}
     assert "PRUNE_DATASET" not in os.environ
     (tmp_path / "images").mkdir()
     monkeypatch.chdir(tmp_path)  # a relative folder is recorded absolute: the sensor re-reads it from elsewhere
@@ -70,10 +71,16 @@ def test_good_settings_pass_dagster_validation():
     job = defs.resolve_job_def("prune_job")
     config = job_run_config(job, args("validated.enabled=false", "pruned_dataset.strategy=random",
                                       "trained_model.log_model=false"))
-    dg.validate_run_config(job, config)
+    assert config["ops"] == {"validated": {"config": {"enabled": False}},  # every --set arrives, typed
+                             "pruned_dataset": {"config": {"strategy": "random"}},
+                             "trained_model": {"config": {"log_model": False}}}
+    resolved = dg.validate_run_config(job, config)["ops"]
+    assert resolved["validated"]["config"]["enabled"] is False
+    assert resolved["pruned_dataset"]["config"]["strategy"] == "random"
+    assert resolved["pruned_dataset"]["config"]["target_fraction"] == 0.8  # the rest keeps its defaults
 
 
-@pytest.mark.parametrize("config", ["strategy: el2m", "retained_fraction: 1.5"])
+@pytest.mark.parametrize("config", ["strategy: el2m", "target_fraction: 1.5"])
 def test_dagster_job_execute_refuses_bad_config_before_any_step(tmp_path, config):
     (tmp_path / "bad.yaml").write_text(f"ops:\n  pruned_dataset:\n    config:\n      {config}\n")
     proc = subprocess.run([str(BIN / "dagster"), "job", "execute", "-m", "prune_dagster.definitions",
@@ -108,9 +115,9 @@ def test_launchpad_refuses_bad_values_and_launches_nothing(tmp_path, monkeypatch
         choice = {"ops": {"pruned_dataset": {"config": {"strategy": "el2m"}}}}
         checked = execute_dagster_graphql(ctx, VALID, {"selector": selector, "config": choice}).data
         assert "el2m" in checked["isPipelineConfigValid"]["errors"][0]["message"]
-        bound = {"ops": {"pruned_dataset": {"config": {"retained_fraction": 1.5}}}}
+        bound = {"ops": {"pruned_dataset": {"config": {"target_fraction": 1.5}}}}
         launched = execute_dagster_graphql(ctx, LAUNCH, {"params": {"selector": selector, "runConfigData": bound,
                                                                     "mode": "default"}}).data["launchRun"]
         assert launched["__typename"] != "LaunchRunSuccess"
-        assert "root:ops:pruned_dataset:config:retained_fraction is 1.5" in json.dumps(launched)
+        assert "root:ops:pruned_dataset:config:target_fraction is 1.5" in json.dumps(launched)
         assert instance.get_run_records() == []

@@ -118,3 +118,32 @@ def test_environment_read_in_one_place():
             if "PRUNE_" in line and ("environ" in line or "getenv" in line or "EnvVar" in line):
                 bad.append(f"{path.relative_to(PACKAGE)}:{lineno}: {line.strip()}")
     assert not bad, "PRUNE_* read outside prune_dagster/settings.py and cli.py:\n" + "\n".join(bad)
+
+
+# The one module allowed to import Dagster internals (defs/dagster_internals.py says why).
+DAGSTER_INTERNALS = PACKAGE / "defs" / "dagster_internals.py"
+
+
+def dagster_internal_imports(path: Path) -> list[str]:
+    """Every `dagster._…` module a file imports, and every `dagster` attribute it reads that starts with `_`
+    or is `dagster_internal_init` (internals reached through the public package)."""
+    out = []
+    for node in ast.walk(tree(path)):
+        names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                 else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+        out += [n for n in names if n.startswith("dagster._")]
+        if isinstance(node, ast.Attribute) and (node.attr.startswith("dagster_internal") or (
+                node.attr.startswith("_") and not node.attr.startswith("__")
+                and isinstance(node.value, ast.Name) and node.value.id in ("dg", "dagster"))):
+            out.append(node.attr)
+    return out
+
+
+def test_dagster_internals_only_in_their_module(tmp_path):
+    bad = [f"{p.relative_to(PACKAGE)}: {name}" for p in MODULES if p != DAGSTER_INTERNALS
+           for name in dagster_internal_imports(p)]
+    assert not bad, "Dagster internals outside defs/dagster_internals.py:\n" + "\n".join(bad)
+    probe = tmp_path / "probe.py"  # the check can fail
+    probe.write_text("from dagster._config.errors import EvaluationError\nimport dagster as dg\n"
+                     "x = dg._check\ny = asset.dagster_internal_init\n")
+    assert dagster_internal_imports(probe) == ["dagster._config.errors", "_check", "dagster_internal_init"]

@@ -127,7 +127,11 @@ def test_label_flips_found_from_the_learned_representation(chain):
 
 def test_asset_defaults_are_the_measured_step_defaults():
     """The graph runs what the benchmark measured: the assets' Config defaults match the step functions'."""
-    from prune_dagster.defs.assets.cleaning import LabelNoiseConfig, NearDedupConfig, OutlierConfig
+    from prune_dagster.core import pipeline
+    from prune_dagster.defs.assets.steps import step_config
+
+    NearDedupConfig, OutlierConfig, LabelNoiseConfig = (  # noqa: N806 (classes)
+        step_config(pipeline.step(name)) for name in ("near_deduplicated", "outliers_removed", "label_noise_removed"))
 
     def defaults(fn):
         return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not p.empty}

@@ -10,8 +10,8 @@ import torch
 
 from prune_dagster.core.data.sources import load_digits
 from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.selection.dynamic import InfoBatchPlan, make_epoch_plan, retained_fraction
-from prune_dagster.core.training.train import TrainConfig, train_cnn
+from prune_dagster.core.selection.dynamic import InfoBatchPlan, make_epoch_plan, sample_pass_fraction
+from prune_dagster.core.training.train import TrainParams, train_cnn
 
 
 def drive(plan: InfoBatchPlan, epochs: int, losses: np.ndarray, seed: int = 0) -> list[tuple]:
@@ -120,14 +120,14 @@ def test_real_training_reduces_sample_passes_by_the_planned_amount(digits):
     x, y = images[:400], labels[:400]
     epochs = 12
     plan = make_epoch_plan("infobatch", len(y), prune_ratio=0.5, seed=0)
-    res = train_cnn(x, y, 10, TrainConfig(epochs=epochs, seed=0, batch_size=64), epoch_plan=plan)
+    res = train_cnn(x, y, 10, TrainParams(epochs=epochs, seed=0, batch_size=64), epoch_plan=plan)
     full_epochs = [0, *range(plan.full_from(epochs), epochs)]  # 0, 11
     assert [h["visited"] for h in plan.history if h["epoch"] in full_epochs] == [400] * len(full_epochs)
     expected = sum(400 - round(0.5 * h["below_mean"]) for h in plan.history if h["epoch"] not in full_epochs)
     expected += 400 * len(full_epochs)
     assert res.sample_passes == expected == sum(h["visited"] for h in plan.history)
     assert res.sample_passes == plan.visits.sum()
-    frac = retained_fraction(res.sample_passes, epochs, len(y))
+    frac = sample_pass_fraction(res.sample_passes, epochs, len(y))
     assert 0.6 < frac < 0.8
     # The loss distribution skews as digits are learnt: more samples fall below the mean, more are skipped.
     assert plan.history[10]["below_mean"] > plan.history[1]["below_mean"] > 0
@@ -148,7 +148,7 @@ def test_feedback_removes_planted_label_flips(digits):
     epochs, warmup, patience = 12, 3, 3
     plan = make_epoch_plan("infobatch", len(y), feedback=True, feedback_warmup=warmup,
                            feedback_patience=patience, seed=0)
-    res = train_cnn(x, y, 10, TrainConfig(epochs=epochs, seed=0), epoch_plan=plan)
+    res = train_cnn(x, y, 10, TrainParams(epochs=epochs, seed=0), epoch_plan=plan)
     removed = plan.removed_positions
     assert len(removed) == len(set(removed.tolist())) > 0
     precision = flipped[removed].mean()

@@ -42,9 +42,9 @@ def test_killed_mid_step_then_rerun_matches_a_clean_run(tmp_path):
     env = home_env(tmp_path / "a")
     proc = cli(env, "--set", "trained_model.epochs=60")
     deadline = time.time() + 300
-    # summary.json is written last (it marks a complete set of outputs): waiting for kept_ids.csv could
-    # kill the run between the two files.
-    while time.time() < deadline and not list((tmp_path / "a" / "out").glob("runs/*/summary.json")):
+    # ledger.csv is the score step's last file (after kept_ids.csv and the pruned dataset); summary.json is
+    # written by model_evaluation alone, after training.
+    while time.time() < deadline and not list((tmp_path / "a" / "out").glob("runs/*/ledger.csv")):
         assert proc.poll() is None, proc.communicate()
         time.sleep(0.05)
     os.kill(proc.pid, signal.SIGKILL)  # pruned_dataset just finished: trained_model is training
@@ -52,7 +52,9 @@ def test_killed_mid_step_then_rerun_matches_a_clean_run(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     killed = next((tmp_path / "a" / "out").glob("runs/*"))
     # The prune outputs of the killed run are complete (each file atomic); no trained result is claimed.
-    assert "test_accuracy" not in json.loads((killed / "summary.json").read_text())
+    kept, ledger = pd.read_csv(killed / "kept_ids.csv"), pd.read_csv(killed / "ledger.csv")
+    assert len(kept) and not set(kept["id"]) & set(ledger["id"])
+    assert not (killed / "summary.json").exists()
     assert not (tmp_path / "a" / "out" / "latest").exists()
 
     again = cli(env, "--set", "trained_model.epochs=60")

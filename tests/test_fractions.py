@@ -32,7 +32,7 @@ def test_selection_fractions_read_the_score_step(enabled):
     sel = selection().advance("outliers_removed", StepResult(removed=removed_frame(["s0", "s1"], "far")), {}, 0.0)
     removed = [f"s{i}" for i in range(2, 51)] if enabled else []
     sel = sel.advance("pruned_dataset", StepResult(removed=removed_frame(removed, "el2n_below_cutoff")),
-                      {"enabled": enabled, "retained_fraction": 0.5}, 0.0)
+                      {"enabled": enabled, "target_fraction": 0.5}, 0.0)
     f = selection_fractions(sel, n_dropped=4, sample_passes=300, epochs=10, n_train=len(sel.kept_ids))
     kept = 49 if enabled else 98
     assert f.target_fraction == (0.5 if enabled else 1.0)

@@ -7,13 +7,13 @@ import re
 
 import dagster as dg
 import numpy as np
+from conftest import step_output_of
 from PIL import Image
 
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.gallery import MIN_TILE, Tile, tiles_png
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 from prune_dagster.core.steps.near_dup import find_near_duplicates
-from prune_dagster.defs.assets.common import run_step
 
 
 def small_dataset(n: int = 40) -> Dataset:
@@ -54,7 +54,7 @@ def test_step_gallery_has_captions_count_pairs_and_the_full_list():
         return StepResult(removed=removed_frame(ids[10:30], "odd", np.r_[scores, [np.nan]][:20]),
                           metadata={"predicted_label": {"s29": 0}})
 
-    out = run_step("outliers_removed", ds, selection, dg.Config(), compute)
+    out = step_output_of("outliers_removed", ds, selection, compute)
     text = out.metadata["removed_samples"].value
     assert "Showing 16 of 20 removed" in text
     captions = re.findall(r"^\d+\. (.*)$", text, flags=re.M)
@@ -71,7 +71,7 @@ def test_near_duplicate_is_shown_beside_its_kept_sample():
     result = find_near_duplicates(ds.ids, ds.images.reshape(len(ds), -1), ds.labels, threshold=0.05)
     assert result.metadata["duplicate_of"] == {"s1": "s0"}
     selection = fresh(ds)
-    out = run_step("near_deduplicated", ds, selection, dg.Config(), lambda *a: result)
+    out = step_output_of("near_deduplicated", ds, selection, lambda *a: result)
     text = out.metadata["removed_samples"].value
     assert "Showing 1 of 1 removed" in text and "dup of s0" in text
     assert "duplicate_of" not in out.metadata  # read by the gallery, not shown raw

@@ -45,7 +45,7 @@ def test_job_succeeds_and_writes_the_interface_files(graph_run):
     folder = latest(tmp)
     assert {p.name for p in folder.iterdir()} >= {"kept_ids.csv", "ledger.csv", "summary.json"}
     ledger = pd.read_csv(folder / "ledger.csv")
-    assert list(ledger.columns) == ["id", "step", "reason", "score"]
+    assert list(ledger.columns) == ["id", "step", "reason", "score", "kind"]
 
 
 def test_kept_plus_removed_is_the_train_split_and_the_test_set_is_untouched(graph_run):

@@ -120,7 +120,7 @@ def test_removals_apply_to_a_selection(planted):
 def test_incremental_decide_uses_frozen_thresholds(planted, rng):
     frozen = fit_thresholds(image_statistics(planted[:200]))
     new = np.concatenate([clean_images(3, rng), planted[200:202]])
-    batch = NewBatch(ids=np.array(list("abcde"), dtype=object), images=new, labels=np.zeros(5))
+    batch = NewBatch(ids=np.array(list("abcde"), dtype=object), content=new, labels=np.zeros(5))
     batch.step = "image_properties"
     decide(frozen, ImagePropertyParams(), batch)
     assert batch.removed()["id"].tolist() == ["d", "e"]

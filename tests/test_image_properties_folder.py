@@ -1,5 +1,5 @@
 """Original sizes: an image folder records each file's (height, width) before resizing, and the
-size / aspect checks read them, through the core step and through the `properties_checked` asset."""
+size / aspect checks read them, through the core step and through the `properties_checked` step's asset output."""
 
 from __future__ import annotations
 
@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from prune_dagster.core import pipeline
 from prune_dagster.core.data.image_folder import load_image_folder
 from prune_dagster.core.data.sources import load_digits
 from prune_dagster.core.ledger import Selection
-from prune_dagster.core.steps.image_properties import ImagePropertyParams, find_property_issues
-from prune_dagster.defs.assets.properties import PropertyConfig, properties_checked
-from prune_dagster.defs.engine import ComputeEngine
+from prune_dagster.core.steps.base import StepInputs
+from prune_dagster.core.steps.image_properties import ImagePropertyParams, PropertyStepParams, find_property_issues
+from prune_dagster.defs.assets.steps import step_output
 
 H, W = 20, 30  # the common size: 30 x 20 (w x h) landscape
 
@@ -64,8 +65,10 @@ def test_the_asset_passes_the_recorded_sizes(folder):
     validated = Selection(kept_ids=train, test_ids=np.array(["a/00.png", "b/01.png"], dtype=object),
                           n_train_split=len(train))
     pixel_checks = ["dark", "light", "low_contrast", "blurry", "low_information"]  # downscaled = smoother
-    out = properties_checked(config=PropertyConfig(enabled=True, skip=pixel_checks), raw_dataset=ds,
-                             validated=validated, engine=ComputeEngine(address=""))
+    step = pipeline.step("properties_checked")
+    params = PropertyStepParams(enabled=True, skip=pixel_checks)
+    inputs = StepInputs(ds, validated)
+    out = step_output(step, params, inputs, step.execute(params, inputs), 0.0)
     assert isinstance(out, dg.Output)
     ledger = out.value.ledger
     assert dict(zip(ledger["id"], ledger["reason"], strict=True)) == {"a/big.png": "odd_size",

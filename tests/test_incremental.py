@@ -57,7 +57,8 @@ def pruned(tmp_path_factory):
     assert result.success
     dataset = load_source(str(folder))
     selection = result.output_for_node("pruned_dataset")
-    return dataset, selection, PruneIndex.build(dataset, selection), tmp
+    representation = result.output_for_node("representation")  # its fold models decide new samples' labels
+    return dataset, selection, PruneIndex.build(dataset, selection, representation), tmp, representation
 
 
 def new_batch(dataset, selection):
@@ -81,7 +82,7 @@ def new_batch(dataset, selection):
 
 
 def test_new_samples_are_decided_against_the_index(pruned):
-    dataset, selection, index, _ = pruned
+    dataset, selection, index, _, _ = pruned
     ids, images, labels, kinds = new_batch(dataset, selection)
     result = index.add(ids, images, labels)
     assert result.needs_full_prune == []
@@ -96,7 +97,7 @@ def test_new_samples_are_decided_against_the_index(pruned):
 
 
 def test_duplicate_decisions_equal_a_full_recompute(pruned):
-    dataset, selection, index, _ = pruned
+    dataset, selection, index, _, _ = pruned
     ids, images, labels, kinds = new_batch(dataset, selection)
     result = index.add(ids, images, labels)
     ledger = selection.ledger
@@ -127,7 +128,7 @@ def test_duplicate_decisions_equal_a_full_recompute(pruned):
 
 
 def test_a_saved_index_decides_the_same_and_scores_mean_what_the_pipeline_says(pruned, tmp_path):
-    dataset, selection, index, _ = pruned
+    dataset, selection, index, _, _ = pruned
     ids, images, labels, kinds = new_batch(dataset, selection)
     loaded = PruneIndex.load(index.save(tmp_path / "index"))
     assert isinstance(loaded.of("near_deduplicated").views, np.memmap)  # the large views stay on disk
@@ -143,22 +144,29 @@ def test_a_saved_index_decides_the_same_and_scores_mean_what_the_pipeline_says(p
 
 
 def test_the_index_reads_each_step_settings_from_the_prune_record(pruned):
-    dataset, selection, _, _ = pruned
+    dataset, selection, _, _, representation = pruned
     missing = replace(selection, history=[r for r in selection.history if r.step != "outliers_removed"])
     with pytest.raises(ConfigError, match="no record of step 'outliers_removed'"):
-        PruneIndex.build(dataset, missing)
+        PruneIndex.build(dataset, missing, representation)
     typo = [replace(r, config={**r.config, "z_treshold": 3.0}) if r.step == "outliers_removed" else r
             for r in selection.history]
     with pytest.raises(ConfigError, match="outliers_removed"):
-        PruneIndex.build(dataset, replace(selection, history=typo))
+        PruneIndex.build(dataset, replace(selection, history=typo), representation)
+    # a prune whose near-duplicate step kept the most typical member leaves no state, saying why
+    from prune_dagster.core.steps import near_dup
+    from prune_dagster.core.steps.base import StepInputs
+
+    sample = replace(selection, kept_ids=selection.kept_ids[:300])
+    note = near_dup.run(near_dup.NearDedupParams(keep="most_typical"), StepInputs(dataset, sample)).state_note
     typical = [replace(r, config={**r.config, "keep": "most_typical"}) if r.step == "near_deduplicated" else r
                for r in selection.history]
+    states = {**selection.states, "near_deduplicated": note}
     with pytest.raises(ConfigError, match="keep='first'"):
-        PruneIndex.build(dataset, replace(selection, history=typical))
+        PruneIndex.build(dataset, replace(selection, history=typical, states=states), representation)
 
 
 def test_a_conflicting_copy_asks_for_a_full_prune(pruned):
-    dataset, selection, index, _ = pruned
+    dataset, selection, index, _, _ = pruned
     pos = dataset.index_of(selection.kept_ids[:1])
     result = index.add(np.array(["new/conflict"], dtype=object), dataset.images[pos],
                        (dataset.labels[pos] + 1) % dataset.n_classes)
@@ -169,7 +177,7 @@ def test_a_conflicting_copy_asks_for_a_full_prune(pruned):
 def test_the_sensor_runs_incremental_job_on_a_new_batch_folder(pruned):
     from prune_dagster.defs.automation import new_samples_sensor
 
-    dataset, selection, _, tmp = pruned
+    dataset, selection, _, tmp, _ = pruned
     ids, images, labels, kinds = new_batch(dataset, selection)
     batch = tmp / "incoming" / "batch-001"
     batch.mkdir(parents=True)

@@ -3,12 +3,12 @@
 import dagster as dg
 import mlflow
 import pandas as pd
+from conftest import step_output_of
 from test_gallery import fresh, small_dataset
 
 from prune_dagster import settings
 from prune_dagster.cli import format_summary, own_home_config, run_dataset
 from prune_dagster.core.ledger import StepResult, removed_frame
-from prune_dagster.defs.assets.common import run_step
 from prune_dagster.defs.resources import DatasetInput, MlflowResource, dagster_run_url
 
 
@@ -44,7 +44,7 @@ def test_step_metadata_names_dataset_and_job(prune_env):
 
     @dg.asset
     def step() -> dg.Output:
-        return run_step("outliers_removed", ds, fresh(ds), dg.Config(),
+        return step_output_of("outliers_removed", ds, fresh(ds),
                         lambda ids, *_: StepResult(removed=removed_frame(ids[:2], "odd", 1.0)))
 
     job = dg.define_asset_job("sweep_job", selection=[step])

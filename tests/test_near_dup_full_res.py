@@ -7,7 +7,8 @@ import pytest
 
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.embedding.full_res import full_resolution_scale, pair_distances
-from prune_dagster.core.ledger import Selection, StepRecord
+from prune_dagster.core.ledger import Selection
+from prune_dagster.core.steps.base import StepInputs
 from prune_dagster.core.steps.frozen import NewBatch, OldRun
 from prune_dagster.core.steps.near_dup import (
     ONE_PIXEL_SHIFTS,
@@ -17,6 +18,7 @@ from prune_dagster.core.steps.near_dup import (
     freeze,
     near_duplicate_views,
     nn_sample_rows,
+    run,
 )
 
 SIZE = 16
@@ -88,15 +90,15 @@ def test_incremental_decide_applies_the_same_check(data):
     ids, images, labels = data
     old = slice(0, 300)
     dataset = Dataset(ids=ids[old], images=images[old], labels=labels[old], class_names=("blob",), source="blobs")
-    selection = Selection(kept_ids=ids[old], test_ids=np.array([], dtype=object), n_train_split=300,
-                          history=[StepRecord("near_deduplicated", {}, 300, 300, {}, 0.0)])
+    selection = Selection(kept_ids=ids[old], test_ids=np.array([], dtype=object), n_train_split=300)
     params = NearDedupParams(n_components=8)
-    frozen = freeze(OldRun(dataset, selection, step="near_deduplicated"), params)
+    result = run(params, StepInputs(dataset, selection))  # the state the step leaves for the index
+    frozen = freeze(result.state, OldRun(dataset, selection))
     assert frozen.full_radius == pytest.approx(params.threshold * find_near_duplicates(
         ids[old], near_duplicate_views(images[old], 8), labels[old], images=images[old]).metadata[
         "full_resolution_scale"], rel=1e-4)
     batch = NewBatch(ids=np.array(["new/look", "new/copy"], dtype=object),
-                     images=np.stack([look_alike(images[2]), copy_of(images[3])]), labels=np.zeros(2))
+                     content=np.stack([look_alike(images[2]), copy_of(images[3])]), labels=np.zeros(2))
     batch.step = "near_deduplicated"
     decide(frozen, params, batch)
     assert batch.alive.tolist() == [True, False]

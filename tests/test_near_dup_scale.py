@@ -13,6 +13,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from prune_dagster.core.data.dataset import TRAIN
 from prune_dagster.core.embedding import neighbors
+from prune_dagster.core.embedding import views as view_module
 from prune_dagster.core.embedding.pca import pca_embed
 from prune_dagster.core.ledger import removed_frame
 from prune_dagster.core.steps import near_dup
@@ -131,7 +132,7 @@ def test_same_removals_as_the_all_pairs_step(dirty):
 
 def test_same_answer_under_a_remote_mapper(dirty, deep_tree, monkeypatch):
     ids, images, labels, views = dirty
-    monkeypatch.setattr(near_dup, "VIEW_BLOCK_ROWS", 300)
+    monkeypatch.setattr(view_module, "VIEW_BLOCK_ROWS", 300)
     calls.clear()
     remote_views = near_duplicate_views(images, mapper=_remote_map)
     assert calls[0] == 4 and sum(calls) == -(-len(images) // 300)  # blocks of 300, four per call
@@ -169,7 +170,7 @@ def test_radius_unit_from_a_bounded_sample(digits_train, monkeypatch):
     assert find_near_duplicates(ids, emb, labels).metadata["median_nn_distance"] == round(float(np.median(full)), 5)
     monkeypatch.setattr(near_dup, "NN_SAMPLE", 500)
     result = find_near_duplicates(ids, emb, labels)
-    rows = emb[np.sort(np.random.default_rng(near_dup.NN_SEED).choice(len(emb), 500, replace=False))]
+    rows = emb[np.sort(np.random.default_rng(view_module.NN_SEED).choice(len(emb), 500, replace=False))]
     sub = NearestNeighbors(n_neighbors=2).fit(rows).kneighbors(rows)[0][:, 1]
     assert result.metadata["nn_sample"] == 500
     assert result.metadata["median_nn_distance"] == round(float(np.median(sub)), 5) == round(

@@ -94,7 +94,7 @@ def test_provided_without_embeddings_says_where_to_put_them(prune_env, tmp_path)
     failed = materialize(str(tmp_path / "plain.npz"), {"representation": {"config": {"features": "provided"}}})
     assert not failed.success
     message = failure(failed)
-    assert "embeddings" in message and ".npz" in message
+    assert "but the source has no embeddings: add an `embeddings` array to the .npz" in message
 
 
 @pytest.mark.parametrize("step", ["near_deduplicated", "outliers_removed"])

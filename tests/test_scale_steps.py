@@ -13,7 +13,7 @@ from threadpoolctl import threadpool_limits
 
 from prune_dagster.core.embedding.pca import FIT_SAMPLE, flatten, pca_embed
 from prune_dagster.core.infra.parallel import serial_map
-from prune_dagster.core.steps.label_noise import (
+from prune_dagster.core.steps.label_classifier import (
     MIN_ROWS_PER_CLASS,
     find_label_issues,
     out_of_fold_probabilities,
@@ -181,16 +181,16 @@ def test_label_noise_at_scale_finds_flips_with_bounded_models_under_any_mapper(d
 
 
 def test_label_noise_at_scale_fits_each_model_on_the_capped_sample(digits, monkeypatch):
-    from prune_dagster.core.steps import label_noise
+    from prune_dagster.core.steps import label_classifier
 
     fitted = []
-    real_fit = label_noise._fit
+    real_fit = label_classifier._fit
 
     def spy(classifier, seed, scale, features, y):
         fitted.append(len(y))
         return real_fit(classifier, seed, scale, features, y)
 
-    monkeypatch.setattr(label_noise, "_fit", spy)
+    monkeypatch.setattr(label_classifier, "_fit", spy)
     ids, images, labels = tiled_digits(digits, 4000, seed=6)
     noisy = labels.copy()
     noisy[:200] = (noisy[:200] + 1) % 10

@@ -15,7 +15,7 @@ from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.selection import scoring
 from prune_dagster.core.selection.scoring import (
     STRATEGIES,
-    ScoreConfig,
+    ScoreParams,
     budget,
     centroid_distances,
     compute_scores,
@@ -26,7 +26,7 @@ from prune_dagster.core.selection.scoring import (
 
 N, N_FLIP, N_PLANT = 300, 30, 10
 # Short, single-seed scoring runs keep the file fast; a higher lr lets 5 epochs on 300 samples learn.
-FAST = ScoreConfig(score_epochs=5, score_seeds=1, lr=3e-3)
+FAST = ScoreParams(score_epochs=5, score_seeds=1, lr=3e-3)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -70,7 +70,7 @@ def per_class_counts(labels: np.ndarray, kept: np.ndarray, n_classes: int = 10) 
 @pytest.mark.parametrize("strategy", ["el2n", "forgetting"])
 def test_flipped_labels_score_harder(small, strategy):
     x, _, noisy, flipped = small
-    cfg = FAST if strategy == "el2n" else ScoreConfig(score_epochs=6, score_seeds=1, lr=3e-3)
+    cfg = FAST if strategy == "el2n" else ScoreParams(score_epochs=6, score_seeds=1, lr=3e-3)
     scores = compute_scores(strategy, x, noisy, 10, cfg, seed=0)
     assert scores.shape == (N,) and scores.dtype == np.float64
     assert scores[flipped].mean() > scores[~flipped].mean()
@@ -112,7 +112,7 @@ def test_planted_outliers_rank_prototype_hard(planted):
 
 def test_prototype_cnn_embedding_runs(planted):
     x, y, far = planted
-    cfg = ScoreConfig(score_epochs=3, score_seeds=1, lr=3e-3, prototype_embedding="cnn")
+    cfg = ScoreParams(score_epochs=3, score_seeds=1, lr=3e-3, prototype_embedding="cnn")
     scores = compute_scores("prototype_hard", x, y, 10, cfg, seed=0)
     assert scores.shape == (N,) and np.isfinite(scores).all()
     assert scores[far].mean() > scores[~far].mean()
@@ -150,7 +150,7 @@ def test_random_keeps_round_f_n_per_class(small, fraction):
 
 def test_global_budget_without_per_class(small):
     x, y, _, _ = small
-    kept, _ = prune_to_fraction("random", x, y, 10, 0.3, config=ScoreConfig(per_class=False))
+    kept, _ = prune_to_fraction("random", x, y, 10, 0.3, config=ScoreParams(per_class=False))
     assert len(kept) == round(0.3 * N)
 
 
@@ -183,7 +183,7 @@ def test_ccs_covers_the_score_range_where_hardest_does_not():
     n = 2000
     scores = rng.exponential(0.2, n)  # skewed like EL2N: most samples easy, a thin hard tail
     labels = np.zeros(n, dtype=np.int64)
-    cfg = ScoreConfig(ccs_beta=0.1, ccs_strata=20)
+    cfg = ScoreParams(ccs_beta=0.1, ccs_strata=20)
     ccs = select_from_scores("ccs", scores, labels, 1, 0.1, seed=0, config=cfg)
     hardest = select_from_scores("el2n", scores, labels, 1, 0.1, seed=0, config=cfg)
     assert len(ccs) == len(hardest) == 200
@@ -199,7 +199,7 @@ def test_ccs_small_strata_are_taken_whole():
     # three small strata whole (1 + 2 + 3) and 14 from the big one.
     scores = np.concatenate([[0.9], [0.6] * 2, [0.3] * 3, [0.0] * 194])
     kept = select_from_scores("ccs", scores, np.zeros(200, dtype=np.int64), 1, 0.1,
-                              config=ScoreConfig(ccs_beta=0.0, ccs_strata=4))
+                              config=ScoreParams(ccs_beta=0.0, ccs_strata=4))
     assert len(kept) == 20
     assert np.isin([0, 1, 2, 3, 4, 5], kept).all()
 
@@ -208,7 +208,7 @@ def test_ccs_budget_larger_than_beta_remainder():
     # fraction 0.95 > 1 - beta: drop only as many hard samples as the budget allows.
     scores = np.linspace(0, 1, 100)
     kept = select_from_scores("ccs", scores, np.zeros(100, dtype=np.int64), 1, 0.95,
-                              config=ScoreConfig(ccs_beta=0.1))
+                              config=ScoreParams(ccs_beta=0.1))
     assert np.array_equal(kept, np.arange(95))
 
 
@@ -227,7 +227,7 @@ def test_ccs_end_to_end_per_class(small):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_same_seed_same_output_and_fraction_one_keeps_all(small, strategy):
     x, _, noisy, _ = small
-    cfg = ScoreConfig(score_epochs=2, score_seeds=1, lr=3e-3)
+    cfg = ScoreParams(score_epochs=2, score_seeds=1, lr=3e-3)
     a_kept, a_scores = prune_to_fraction(strategy, x, noisy, 10, 0.3, seed=5, config=cfg)
     b_kept, b_scores = prune_to_fraction(strategy, x, noisy, 10, 0.3, seed=5, config=cfg)
     assert np.array_equal(a_kept, b_kept) and np.array_equal(a_scores, b_scores)
@@ -238,7 +238,7 @@ def test_same_seed_same_output_and_fraction_one_keeps_all(small, strategy):
 
 def test_fraction_one_keeps_all_end_to_end(small):
     x, y, _, _ = small
-    kept, scores = prune_to_fraction("forgetting", x, y, 10, 1.0, config=ScoreConfig(score_epochs=1, score_seeds=1))
+    kept, scores = prune_to_fraction("forgetting", x, y, 10, 1.0, config=ScoreParams(score_epochs=1, score_seeds=1))
     assert np.array_equal(kept, np.arange(N)) and len(scores) == N
 
 
@@ -252,14 +252,14 @@ def test_different_seed_different_random_subset(small):
 def test_el2n_averages_over_seeds(small, monkeypatch):
     x, _, noisy, _ = small
     seeds = []
-    real = scoring.train_cnn
+    real = scoring.train_any
 
     def spy(*args, **kwargs):
         seeds.append(args[3].seed)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(scoring, "train_cnn", spy)
-    compute_scores("el2n", x[:60], noisy[:60], 10, ScoreConfig(score_epochs=1, score_seeds=3), seed=7)
+    monkeypatch.setattr(scoring, "train_any", spy)
+    compute_scores("el2n", x[:60], noisy[:60], 10, ScoreParams(score_epochs=1, score_seeds=3), seed=7)
     assert seeds == [7, 8, 9]
 
 
@@ -285,11 +285,11 @@ def test_unknown_strategy_lists_the_valid_ones(small):
 def test_bad_settings_are_named(small, setting, value):
     # refused when the settings are made, naming the setting, before any scoring run
     with pytest.raises(ValidationError, match=setting):
-        ScoreConfig(**{setting: value})
+        ScoreParams(**{setting: value})
     # a config that skipped validation is still refused by the scoring functions, in one line
     x, y, _, _ = small
     with pytest.raises(ConfigError, match=f"^{setting}="):
-        prune_to_fraction("random", x, y, 10, 0.5, config=ScoreConfig.model_construct(**{setting: value}))
+        prune_to_fraction("random", x, y, 10, 0.5, config=ScoreParams.model_construct(**{setting: value}))
 
 
 def test_prune_params_refuse_unknown_strategy_and_fraction():
@@ -298,9 +298,9 @@ def test_prune_params_refuse_unknown_strategy_and_fraction():
     with pytest.raises(ValidationError, match="strategy"):
         PruneParams(strategy="el2m")
     for fraction in (0.0, 1.5):
-        with pytest.raises(ValidationError, match="retained_fraction"):
-            PruneParams(retained_fraction=fraction)
-    assert PruneParams(retained_fraction=1.0).strategy == "el2n"
+        with pytest.raises(ValidationError, match="target_fraction"):
+            PruneParams(target_fraction=fraction)
+    assert PruneParams(target_fraction=1.0).strategy == "el2n"
 
 
 def test_no_dagster_import():

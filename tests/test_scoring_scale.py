@@ -10,7 +10,7 @@ from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.infra.parallel import BLOCK_ROWS
 from prune_dagster.core.selection import scoring
 from prune_dagster.core.selection.scoring import (
-    ScoreConfig,
+    ScoreParams,
     centroid_distances,
     compute_scores,
     el2n_scores,
@@ -18,9 +18,9 @@ from prune_dagster.core.selection.scoring import (
     forgetting_scores,
     prune_to_fraction,
 )
-from prune_dagster.core.training.train import TrainConfig, default_threads, predict_proba, train_cnn
+from prune_dagster.core.training.train import TrainParams, default_threads, predict_proba, train_cnn
 
-FAST = ScoreConfig(score_epochs=5, score_seeds=1, lr=3e-3)
+FAST = ScoreParams(score_epochs=5, score_seeds=1, lr=3e-3)
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -40,12 +40,12 @@ def tiled(digits, n: int, seed: int, flip: float = 0.0):
 # ---------------------------------------------------------------- the code before fit_sample, frozen
 
 
-def old_runs(x, y, cfg: ScoreConfig, seed: int, track_epochs: bool):
+def old_runs(x, y, cfg: ScoreParams, seed: int, track_epochs: bool):
     """The scoring runs as they were: every run trains on all samples; predict_proba's batches."""
     probas, corrects = [], []
     for k in range(cfg.score_seeds):
         epoch_correct = []
-        tc = TrainConfig(epochs=cfg.score_epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed + k,
+        tc = TrainParams(epochs=cfg.score_epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed + k,
                          threads=default_threads())
 
         def on_epoch(epoch, model, into=epoch_correct):
@@ -79,13 +79,13 @@ def old_centroid_distances(embedding, n_clusters, seed):
 def test_small_data_scores_are_bit_identical_to_the_old_code(digits):
     # 2,500 samples: more than one 2,048-row inference batch, fewer than the default fit_sample.
     x, y, _ = tiled(digits, 2500, seed=0)
-    cfg = ScoreConfig(score_epochs=2, score_seeds=2, lr=3e-3)
+    cfg = ScoreParams(score_epochs=2, score_seeds=2, lr=3e-3)
     assert cfg.fit_sample >= len(y)
     proba, correct = old_runs(x, y, cfg, seed=3, track_epochs=True)
     assert np.array_equal(compute_scores("el2n", x, y, 10, cfg, seed=3), old_el2n(proba, y))
     assert np.array_equal(compute_scores("forgetting", x, y, 10, cfg, seed=3), forgetting_scores(correct))
     # fit_sample = N exactly is still the uncapped path.
-    at_edge = ScoreConfig(score_epochs=2, score_seeds=2, lr=3e-3, fit_sample=len(y))
+    at_edge = ScoreParams(score_epochs=2, score_seeds=2, lr=3e-3, fit_sample=len(y))
     assert np.array_equal(compute_scores("el2n", x, y, 10, at_edge, seed=3), old_el2n(proba, y))
 
 
@@ -97,7 +97,7 @@ def test_small_data_prototype_scores_are_bit_identical_to_the_old_code(digits):
         m = np.flatnonzero(y == c)
         expected[m] = old_centroid_distances(emb[m], 0, 0)
     assert np.array_equal(compute_scores("prototype_hard", x, y, 10, FAST, seed=0), expected)
-    assert np.array_equal(compute_scores("prototype_hard", x, y, 10, ScoreConfig(fit_sample=0), seed=0), expected)
+    assert np.array_equal(compute_scores("prototype_hard", x, y, 10, ScoreParams(fit_sample=0), seed=0), expected)
 
 
 def test_blocked_el2n_equals_the_unblocked_formula():
@@ -132,15 +132,15 @@ def test_fit_subset_is_exact_stratified_and_seeded():
 
 def test_capped_runs_train_on_the_subset_and_score_every_sample(digits, monkeypatch):
     x, y, flipped = tiled(digits, 3000, seed=2, flip=0.1)
-    cfg = ScoreConfig(score_epochs=5, score_seeds=2, lr=3e-3, fit_sample=1000)
+    cfg = ScoreParams(score_epochs=5, score_seeds=2, lr=3e-3, fit_sample=1000)
     fitted = []
-    real = scoring.train_cnn
+    real = scoring.train_any
 
     def spy(images, labels, *args, **kwargs):
         fitted.append(np.bincount(labels, minlength=10))
         return real(images, labels, *args, **kwargs)
 
-    monkeypatch.setattr(scoring, "train_cnn", spy)
+    monkeypatch.setattr(scoring, "train_any", spy)
     scores = compute_scores("el2n", x, y, 10, cfg, seed=0)
     assert [f.sum() for f in fitted] == [1000, 1000]
     assert np.abs(fitted[0] - np.bincount(y, minlength=10) / 3).max() <= 1  # stratified
@@ -153,7 +153,7 @@ def test_capped_runs_train_on_the_subset_and_score_every_sample(digits, monkeypa
 
 def test_capped_forgetting_tracks_every_sample(digits):
     x, y, flipped = tiled(digits, 3000, seed=3, flip=0.1)
-    cfg = ScoreConfig(score_epochs=4, score_seeds=1, lr=3e-3, fit_sample=800)
+    cfg = ScoreParams(score_epochs=4, score_seeds=1, lr=3e-3, fit_sample=800)
     scores = compute_scores("forgetting", x, y, 10, cfg, seed=0)
     assert scores.shape == (3000,) and np.isfinite(scores).all()
     assert roc_auc_score(flipped, scores) > 0.8
@@ -174,7 +174,7 @@ def test_capped_prototype_kmeans_fits_a_bounded_sample_and_measures_all(digits, 
             return super().fit(X, *args, **kwargs)
 
     monkeypatch.setattr(scoring, "KMeans", Spy)
-    cfg = ScoreConfig(fit_sample=1000)
+    cfg = ScoreParams(fit_sample=1000)
     scores = compute_scores("prototype_hard", x, y, 10, cfg, seed=0)
     assert len(fit_sizes) == 10 and max(fit_sizes) == 100  # fit_sample / classes per class
     assert roc_auc_score(far, scores) > 0.95  # most planted images were not in any fit sample
@@ -192,4 +192,4 @@ def test_centroid_distances_fit_rows_only_fit():
 
 def test_negative_fit_sample_is_named():
     with pytest.raises(ConfigError, match="fit_sample"):
-        scoring.check_config(ScoreConfig.model_construct(fit_sample=-1))
+        scoring.check_config(ScoreParams.model_construct(fit_sample=-1))

@@ -85,7 +85,7 @@ def test_seeded_and_bad_input(rng):
     x, _ = groups(rng, 60, 3)
     a, b = semdedup_select(x, 0.4, params=ALL), semdedup_select(x, 0.4, params=ALL)
     assert np.array_equal(a.kept, b.kept) and np.array_equal(a.scores, b.scores)
-    with pytest.raises(ConfigError, match="retained_fraction"):
+    with pytest.raises(ConfigError, match="target_fraction"):
         semdedup_select(x, 0.0)
     with pytest.raises(ConfigError, match="labels"):
         semdedup_select(x, 0.5, labels=np.zeros(3))

@@ -28,8 +28,8 @@ def failure(result: dg.ExecuteInProcessResult) -> tuple[str, str]:
 
 @pytest.mark.parametrize(("setting", "value", "expected"), [
     ("strategy", "magic", "not in enum type"),
-    ("retained_fraction", 0.0, "accepts a number > 0 and <= 1"),
-    ("retained_fraction", 1.5, "accepts a number > 0 and <= 1"),
+    ("target_fraction", 0.0, "accepts a number > 0 and <= 1"),
+    ("target_fraction", 1.5, "accepts a number > 0 and <= 1"),
 ])
 def test_bad_pruning_setting_is_refused_before_the_run(prune_env, setting, value, expected):
     ops = {"pruned_dataset": {"config": {**FAST_CONFIG["pruned_dataset"]["config"], setting: value}}}
@@ -55,7 +55,10 @@ def test_cross_field_rules_of_core_params_are_refused_before_the_run():
 def test_checked_ops_keep_the_launchpad_schema():
     """The bounds check wraps each op's config without changing what the Launchpad shows: the same
     fields, defaults and descriptions as the Config class."""
-    from prune_dagster.defs.assets.selection import PruneConfig
+    from prune_dagster.core import pipeline
+    from prune_dagster.defs.assets.steps import step_config
+
+    PruneConfig = step_config(pipeline.step("pruned_dataset"))  # noqa: N806 (a class)
 
     job = defs.resolve_job_def("prune_job")
     shape = job.graph.node_named("pruned_dataset").definition.config_schema.as_field().config_type
@@ -64,7 +67,7 @@ def test_checked_ops_keep_the_launchpad_schema():
         assert shape.fields[name].description == field.description
         assert shape.fields[name].default_value == field.default
     schema = job.run_config_schema.config_type.fields["ops"].config_type.fields["pruned_dataset"]
-    assert "retained_fraction" in schema.config_type.fields["config"].config_type.fields
+    assert "target_fraction" in schema.config_type.fields["config"].config_type.fields
 
 
 def test_step_removing_more_than_its_floor_blocks_the_run(prune_env):

@@ -68,7 +68,18 @@ def test_semdedup_without_embeddings_names_the_setting(digits):
     assert compute_sweep_scores(("random",), data, selection, SweepScoreParams(), pixels).embeddings is None
 
 
-def test_sweep_models_train_with_augmentation(digits):
+def test_sweep_models_train_with_augmentation(digits, monkeypatch):
+    from prune_dagster.core.selection import sweep as core_sweep
+
+    seen = []  # what each training run was given, and its per-epoch losses
+    real = core_sweep.train_final
+
+    def recording(*args, **kwargs):
+        result = real(*args, **kwargs)
+        seen.append((args[8], result[0].epoch_losses))  # train_final(kind, ..., epoch_plan, augment)
+        return result
+
+    monkeypatch.setattr(core_sweep, "train_final", recording)
     data, selection = cleaned(digits)
     scores = compute_sweep_scores(("random",), data, selection, SweepScoreParams())
     plain = SweepTrainer(data, selection, scores, SweepModelsParams(epochs=2)).train("random", 0.5, 0)
@@ -77,7 +88,8 @@ def test_sweep_models_train_with_augmentation(digits):
     aug = shifted.train("random", 0.5, 0)
     assert plain.metrics["test_accuracy"] == again.metrics["test_accuracy"]  # seeded
     assert aug.n_kept == plain.n_kept  # augmentation changes batches, never the kept set
-    assert aug.model["test_accuracy"] != plain.model["test_accuracy"] or \
-        aug.metrics["train_seconds"] != plain.metrics["train_seconds"]
+    (plain_aug, plain_losses), (_, again_losses), (shift_aug, shift_losses) = seen
+    assert plain_aug.augment == "none" and (shift_aug.augment, shift_aug.max_shift) == ("shift", 1)
+    assert plain_losses == again_losses and shift_losses != plain_losses  # the shifted batches were trained on
     with pytest.raises(ValueError):
         SweepModelsParams(augment="mixup")

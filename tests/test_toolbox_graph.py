@@ -80,14 +80,14 @@ def test_class_weight_sampler_keeps_the_samples_and_trained_model_reads_its_reco
 
 
 def test_semdedup_strategy_keeps_the_fraction_and_needs_embeddings(rng):
-    from prune_dagster.core.selection.prune_step import semdedup_step
+    from prune_dagster.core.steps.prune import semdedup_step
 
     ids = np.array([f"s{i}" for i in range(120)], dtype=object)
     labels = np.repeat([0, 1], 60)
     base = rng.normal(size=(60, 16))
     emb = np.concatenate([base[:30], base[:30] + 1e-4, base[30:] + 5, base[30:] + 5 + 1e-4])  # 60 duplicate pairs
     rep = SharedRepresentation(features="learned", ids=ids[::-1], embeddings=emb[::-1])  # looked up by id
-    params = PruneParams(strategy="semdedup", retained_fraction=0.5)
+    params = PruneParams(strategy="semdedup", target_fraction=0.5)
     result = semdedup_step(params, rep, ids, labels)
     removed = result.removed
     assert len(removed) == 60 and set(removed["reason"]) == {"semantic_duplicate"}
@@ -115,7 +115,7 @@ def test_the_toolbox_in_one_prune_job(prune_env):
                             "features_selected")},
         "representation": {"config": {"folds": 2, "epochs": 1, "min_steps": 0}},
         "class_balanced": {"config": {"sampler": "class_weight"}},
-        "pruned_dataset": {"config": {"strategy": "semdedup", "retained_fraction": 0.6}},
+        "pruned_dataset": {"config": {"strategy": "semdedup", "target_fraction": 0.6}},
         "trained_model": {"config": {"epochs": 2, "log_model": False, "augment": "shift"}},
     }
     with dg.DagsterInstance.get() as instance:

@@ -59,6 +59,8 @@ def stop(proc: subprocess.Popen) -> None:
 def stores(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ui")
     (tmp / "dagster_home").mkdir()
+    # Telemetry off, as the CLI's own home has it: the suite must not try to post outside.
+    (tmp / "dagster_home" / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     env = {**os.environ, "DAGSTER_HOME": str(tmp / "dagster_home"), "PRUNE_OUTPUT_DIR": str(tmp / "out"),
            "MLFLOW_TRACKING_URI": f"sqlite:///{tmp / 'mlflow.db'}", "PRUNE_DATASET": "digits"}
     return tmp, env

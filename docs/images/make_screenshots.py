@@ -3,9 +3,9 @@
     .venv/bin/python docs/images/make_screenshots.py [--chromium /usr/bin/chromium]
 
 Writes two images of prune_job's Launchpad, config for pruned_dataset:
-- launchpad-refusal.png: `strategy: el2m` and `retained_fraction: 1.5`, as typed. The as-you-type
+- launchpad-refusal.png: `strategy: el2m` and `target_fraction: 1.5`, as typed. The as-you-type
   check reads the config schema (types, choices): it names the unknown strategy; it has no bounds.
-- launchpad-refusal-launch.png: `retained_fraction: 1.5` alone, after **Launch Run**: the bound is
+- launchpad-refusal-launch.png: `target_fraction: 1.5` alone, after **Launch Run**: the bound is
   refused while Dagster resolves the config (defs/config.py's config mapping), before a run exists.
 And with `--mlflow` (trains seven small digits models first, about two minutes):
 - mlflow-comparison.png: the per-dataset comparison run `compare-digits-…`: its figure, every model
@@ -35,9 +35,9 @@ BAD_CONFIG = """ops:
   pruned_dataset:
     config:
       strategy: el2m
-      retained_fraction: 1.5
+      target_fraction: 1.5
 """
-BOUND_CONFIG = "ops:\n  pruned_dataset:\n    config:\n      retained_fraction: 1.5\n"
+BOUND_CONFIG = "ops:\n  pruned_dataset:\n    config:\n      target_fraction: 1.5\n"
 
 
 def free_port() -> int:
@@ -77,7 +77,7 @@ def launchpad_refusals(page, base: str, folder: Path) -> None:
     open_launchpad(page, base, BOUND_CONFIG)
     time.sleep(2)  # the as-you-type check finds nothing to refuse here
     page.get_by_role("button", name="Launch Run").last.click()
-    page.get_by_text("retained_fraction accepts a number > 0 and <= 1").first.wait_for(timeout=60000)
+    page.get_by_text("target_fraction accepts a number > 0 and <= 1").first.wait_for(timeout=60000)
     time.sleep(1.5)  # the error dialog fades in
     page.screenshot(path=str(folder / "launchpad-refusal-launch.png"))
 
@@ -110,7 +110,7 @@ def train_models(home: Path, mlflow_ui: str) -> str:
     again = [dg.AssetKey(k) for k in ("pruned_dataset", "trained_model", "model_evaluation")]
     with dg.DagsterInstance.get() as instance:
         for i, (strategy, fraction) in enumerate([("el2n", 1.0), *MODELS]):
-            ops = {"pruned_dataset": {"config": {"strategy": strategy, "retained_fraction": fraction,
+            ops = {"pruned_dataset": {"config": {"strategy": strategy, "target_fraction": fraction,
                                                  "score_epochs": 2, "score_seeds": 1, "seed": i}},
                    "trained_model": {"config": {"epochs": 4, "log_model": False, "seed": i}}}
             result = job.execute_in_process(instance=instance, run_config={"ops": ops},

@@ -1,8 +1,9 @@
 """Incremental pruning: decide a batch of new samples against an index of the pruned set.
 
 A full prune looks at every sample; when 1% new samples arrive (the sensor case) most of that work
-would be repeated to learn nothing new. `PruneIndex.build` freezes, once, what the cleaning steps of
-the last full prune compared samples against; `PruneIndex.add` then decides only the new samples:
+would be repeated to learn nothing new. Each step's `run` leaves in the Selection what it compared
+samples against (`StepResult.state`); `PruneIndex.build` gathers those states, recomputing nothing, and
+`PruneIndex.add` then decides only the new samples:
 
 ==================  ===========================================================  ======================
 step                new sample is checked against                                same answer as a full
@@ -14,9 +15,10 @@ exact_deduplicated  128-bit content hashes of every old training sample and     
 near_deduplicated   the old step input's brightness-normalised views, same       yes, for the radius
                     PCA basis and radius (exact radius search, both directions)  of the last prune
 outliers_removed    the old step's reference sample and threshold                yes, for that reference
-label_noise_removed the step's classifier fitted on (a bounded sample of) the    frozen model: see note
-                    cleaned old set: removed when it predicts another class and gives
-                    the given label < RECHECK_MIN_PROBABILITY
+label_noise_removed the representation's fold models (none saw the new sample)  frozen models: see
+                    against the step's per-class confident thresholds and its   core/steps/label_noise.py
+                    self-confidence cut; or, with a classifier on pixels, its
+                    re-check model and rule
 ==================  ===========================================================  ======================
 
 "Same answer" holds as long as the new samples change no decision about an old sample. When they
@@ -29,9 +31,10 @@ samples are kept and re-ranked at the next full prune (the retained fraction dri
 new share until then). Only `keep="first"` near-duplicate survivors are incremental (`most_typical`
 moves with every new member).
 
-The index is a loop over `prune_dagster.core.pipeline.PIPELINE`: each step's module offers `freeze`
-(what the index keeps for it) and `decide` (decide new samples against that), reading the step's
-own parameters as the last prune recorded them; nothing here knows what a step does.
+The index is a loop over `prune_dagster.core.pipeline.PIPELINE`: each step's module offers `decide`
+(decide new samples against the state its run left) and optionally `freeze` (finish that state
+cheaply), reading the step's own parameters as the last prune recorded them; nothing here knows what
+a step does.
 """
 
 from __future__ import annotations
@@ -59,8 +62,9 @@ from prune_dagster.core.steps.frozen import NeedsFullPrune, NewBatch, OldRun
 # Arrays of a step's frozen state at least this large are saved as .npy and memory-mapped on load.
 MMAP_BYTES = 1 << 20
 # The layout `save` writes (2: one frozen state per pipeline step; 3: near duplicates keep their pixels
-# for the full-resolution check); part of the asset's storage key.
-INDEX_FORMAT = 3
+# for the full-resolution check; 4: states left by the steps' runs, the label step's from the fold
+# models); part of the asset's storage key.
+INDEX_FORMAT = 4
 
 
 def recorded_params(selection: Selection, step: pipeline.Step) -> Params:
@@ -75,6 +79,17 @@ def recorded_params(selection: Selection, step: pipeline.Step) -> Params:
                           f"{exc.errors()[0]['msg']} ({exc.errors()[0]['loc']}); run the full prune again") from None
 
 
+def step_state(selection: Selection, step: pipeline.Step) -> Any:
+    """What the step's `run` left for the index (None: nothing to decide); a ConfigError saying why when
+    its settings cannot be decided incrementally."""
+    state = selection.states.get(step.asset)
+    if isinstance(state, str):
+        if state:
+            raise ConfigError(state)
+        return None
+    return state
+
+
 @dataclass
 class AddResult:
     kept_ids: np.ndarray  # new ids kept by every cleaning step
@@ -86,38 +101,45 @@ class AddResult:
 @dataclass
 class PruneIndex:
     params: dict[str, Params]  # every incremental step's recorded parameters
-    frozen: dict[str, Any]  # what each enabled step's `freeze` kept
+    frozen: dict[str, Any]  # what each enabled step left for the index (after its `freeze`)
     build_seconds: dict[str, float] = field(default_factory=dict)
+    steps: tuple[str, ...] = ()  # the incremental steps, in pipeline order
 
     @classmethod
-    def build(cls, dataset: Dataset, selection: Selection, mapper: Mapper = serial_map) -> PruneIndex:
-        """Freeze what the last full prune's cleaning steps compared samples against. Costs about one
-        pass of those steps (e.g. it recomputes the old near-duplicate groups and outlier threshold)."""
-        steps = [step for step in pipeline.PIPELINE if step.incremental]
-        params = {step.asset: recorded_params(selection, step) for step in steps}  # all settings first
-        old = OldRun(dataset, selection)
+    def build(cls, dataset: Dataset, selection: Selection, representation: Any = None,
+              steps: tuple[pipeline.Step, ...] = pipeline.PIPELINE) -> PruneIndex:
+        """Gather what the last full prune's steps left for the index (`StepResult.state`, kept in the
+        Selection): nothing is recomputed; a step's `freeze` only looks up what its state refers to
+        (e.g. stored pixels by position, the representation's fold models)."""
+        incremental = [step for step in steps if step.incremental]
+        params = {step.asset: recorded_params(selection, step) for step in incremental}  # all settings first
+        old = OldRun(dataset, selection, representation)
         frozen: dict[str, Any] = {}
         seconds: dict[str, float] = {}
-        for step in steps:
-            if params[step.asset].enabled:
-                start = time.perf_counter()
-                old.step = step.asset
-                frozen[step.asset] = step.freeze(old, params[step.asset], mapper)
-                seconds[step.asset] = time.perf_counter() - start
-        return cls(params=params, frozen=frozen, build_seconds=seconds)
+        for step in incremental:
+            if not params[step.asset].enabled:
+                continue
+            state = step_state(selection, step)
+            if state is None:
+                continue
+            start = time.perf_counter()
+            frozen[step.asset] = step.freeze(state, old) if step.freeze is not None else state
+            seconds[step.asset] = time.perf_counter() - start
+        return cls(params=params, frozen=frozen, build_seconds=seconds, steps=tuple(s.asset for s in incremental))
 
     def of(self, step: str) -> Any:
         """What the index keeps for `step` (KeyError when it was disabled in the last prune)."""
         return self.frozen[step]
 
-    def add(self, ids: np.ndarray, images: np.ndarray, labels: np.ndarray,
-            mapper: Mapper = serial_map) -> AddResult:
-        """Decide the new samples (none of them may already be in the index), step by step in the
-        pipeline's order; the first step that cannot decide without a full prune stops it."""
-        batch = NewBatch(ids, images, labels)
+    def add(self, ids: np.ndarray, content: Any, labels: np.ndarray, mapper: Mapper = serial_map,
+            steps: tuple[pipeline.Step, ...] = pipeline.PIPELINE) -> AddResult:
+        """Decide the new samples (none of them may already be in the index; `content`: their images,
+        table rows or texts), step by step in the pipeline's order; the first step that cannot decide
+        without a full prune stops it."""
+        batch = NewBatch(ids, content, labels)
         seconds: dict[str, float] = {}
-        for step in pipeline.PIPELINE:
-            if step.asset not in self.frozen:  # not incremental, or disabled in the last prune
+        for step in steps:
+            if step.asset not in self.frozen:  # not incremental, disabled, or nothing to decide
                 continue
             batch.step = step.asset
             start = time.perf_counter()
@@ -142,7 +164,8 @@ class PruneIndex:
         frozen, arrays = {}, {}
         for step, state in self.frozen.items():
             frozen[step], arrays[step] = _split_arrays(state, tmp, step)
-        state = {"params": self.params, "frozen": frozen, "arrays": arrays, "build_seconds": self.build_seconds}
+        state = {"params": self.params, "frozen": frozen, "arrays": arrays, "build_seconds": self.build_seconds,
+                 "steps": self.steps}
         (tmp / "index.pkl").write_bytes(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL))
         try:
             os.replace(tmp, folder)
@@ -158,7 +181,8 @@ class PruneIndex:
         frozen = {step: replace(value, **{name: np.load(folder / f"{step}.{name}.npy", mmap_mode="r")
                                           for name in state["arrays"][step]}) if state["arrays"][step] else value
                   for step, value in state["frozen"].items()}
-        return cls(params=state["params"], frozen=frozen, build_seconds=state["build_seconds"])
+        return cls(params=state["params"], frozen=frozen, build_seconds=state["build_seconds"],
+                   steps=tuple(state.get("steps", ())))
 
 
 def _split_arrays(state: Any, folder: Path, step: str) -> tuple[Any, list[str]]:

@@ -29,14 +29,21 @@ def removed_frame(ids: Any = (), reason: Any = "", score: Any = np.nan) -> pd.Da
     })
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Synthetic:
-    """Samples a step created (e.g. SMOTE): new ids, their own pixels, labels and parent ids."""
+    """Samples a step created (e.g. SMOTE): new ids, labels and their own content, of the dataset's kind
+    (pixels, table rows with the table's columns, or texts)."""
 
     ids: np.ndarray
-    images: np.ndarray
     labels: np.ndarray
     step: str
+    images: np.ndarray | None = None
+    table: pd.DataFrame | None = None
+    texts: np.ndarray | None = None
+
+    def content(self) -> Any:
+        """The samples' content: images, table rows or texts (whichever the step made)."""
+        return next(c for c in (self.images, self.table, self.texts) if c is not None)
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame({"id": self.ids, "label": self.labels, "step": self.step})
@@ -44,12 +51,21 @@ class Synthetic:
 
 @dataclass
 class StepResult:
-    """What a pure step function returns."""
+    """What a step's `run` returns: the removals (id, reason, score), metadata for the asset, and what
+    the step adds to the Selection (synthetic samples, a feature mask). `state` is what the
+    incremental index keeps for the step, computed by `run` itself so the index never recomputes it
+    (None: nothing to keep, or the settings cannot be decided incrementally; `state_note` says why).
+    `test_ids` / `pinned_keep`: the validation step's narrowing of the test split and the pinned keeps."""
 
     removed: pd.DataFrame
     metadata: dict[str, Any] = field(default_factory=dict)
     synthetic: Synthetic | None = None
     feature_mask: np.ndarray | None = None
+    kept_features: tuple[str, ...] | None = None
+    state: Any = None
+    state_note: str = ""
+    test_ids: np.ndarray | None = None
+    pinned_keep: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -79,8 +95,20 @@ class Selection:
     ledger: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=LEDGER_COLUMNS))
     history: list[StepRecord] = field(default_factory=list)
     synthetic: Synthetic | None = None
-    feature_mask: np.ndarray | None = None
+    feature_mask: np.ndarray | None = None  # images: the pixels the models read
+    kept_features: tuple[str, ...] | None = None  # tables: the columns the models read; texts: the vocabulary
     pinned_keep: frozenset[str] = frozenset()
+    # step -> what the incremental index keeps for it (StepResult.state), or a str saying why there is none
+    states: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def start(cls, train_ids: np.ndarray, test_ids: np.ndarray) -> Selection:
+        """The Selection before the first step: every training sample kept, nothing in the ledger."""
+        train_ids = np.asarray(train_ids, dtype=object)
+        return cls(kept_ids=train_ids, test_ids=np.asarray(test_ids, dtype=object), n_train_split=len(train_ids))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update({"states": {}, "kept_features": None, **state})  # pickled before these existed
 
     def advance(self, step: str, result: StepResult, config: dict[str, Any], seconds: float) -> Selection:
         """Apply a step's result; pinned-keep ids are never removed."""
@@ -104,6 +132,11 @@ class Selection:
             history=[*self.history, record],
             synthetic=result.synthetic if result.synthetic is not None else self.synthetic,
             feature_mask=result.feature_mask if result.feature_mask is not None else self.feature_mask,
+            kept_features=result.kept_features if result.kept_features is not None else self.kept_features,
+            test_ids=result.test_ids if result.test_ids is not None else self.test_ids,
+            pinned_keep=(result.pinned_keep & frozenset(kept.tolist())) if result.pinned_keep is not None
+            else self.pinned_keep,
+            states={**self.states, step: result.state if result.state is not None else result.state_note},
         )
 
     @property

@@ -15,19 +15,24 @@ import dagster as dg
 
 from prune_dagster import settings
 from prune_dagster.core.data.fingerprint import diff, digest, fingerprint
-from prune_dagster.defs.jobs import incremental_job, prune_job
+from prune_dagster.defs.jobs import JOBS
 
 SCHEDULE_CRON = settings.schedule_cron()
 SENSOR_INTERVAL_S = settings.sensor_interval_s()
 
-prune_schedule = dg.ScheduleDefinition(
-    name="daily_prune",
-    job=prune_job,
-    cron_schedule=SCHEDULE_CRON,
-    description="Re-run the whole pruning graph on a schedule (PRUNE_SCHEDULE_CRON, default daily 03:00). "
-                "Starts stopped; switch it on in the UI (Automation → daily_prune).",
-    default_status=dg.DefaultScheduleStatus.STOPPED,
-)
+
+def build_automation(jobs: dict) -> list:
+    """The schedule and the two sensors, targeting `jobs` (build_jobs' dict)."""
+    return [make_schedule(jobs["prune_job"]), make_source_sensor(jobs["prune_job"]),
+            make_new_samples_sensor(jobs["incremental_job"])]
+
+
+def make_schedule(prune_job) -> dg.ScheduleDefinition:
+    return dg.ScheduleDefinition(name="daily_prune", job=prune_job, cron_schedule=SCHEDULE_CRON,
+                                 description="Re-run the whole pruning graph on a schedule (PRUNE_SCHEDULE_CRON, "
+                                             "default daily 03:00). Starts stopped; switch it on in the UI "
+                                             "(Automation → daily_prune).",
+                                 default_status=dg.DefaultScheduleStatus.STOPPED)
 
 
 def source_spec(instance: dg.DagsterInstance | None) -> str:
@@ -38,13 +43,15 @@ def source_spec(instance: dg.DagsterInstance | None) -> str:
     return str(recorded.value) if recorded is not None else settings.dataset()
 
 
-@dg.sensor(
-    job=prune_job,
-    minimum_interval_seconds=SENSOR_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts prune_job when files in the source folder (or the .npz) are added, changed or removed.",
-)
-def source_changed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def make_source_sensor(prune_job) -> dg.SensorDefinition:
+    return dg.sensor(name="source_changed_sensor", job=prune_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
+                     default_status=dg.DefaultSensorStatus.RUNNING,
+                     description="Starts prune_job when files in the source folder (or the .npz) are added, "
+                                 "changed or removed.")(watch_source)
+
+
+def watch_source(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """The source sensor's evaluation: a run request when the watched source's files changed."""
     spec = source_spec(context.instance)
     prints = fingerprint(spec)
     if prints is None:
@@ -70,24 +77,30 @@ def source_changed_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResul
     )
 
 
+# A batch in $PRUNE_INCOMING: a folder (images, .txt files or .npy arrays) or one of these files.
+BATCH_SUFFIXES = (".npz", ".csv", ".parquet", ".jsonl")
+
+
 def incoming_folder() -> str:
     return settings.incoming()
 
 
-@dg.sensor(
-    job=incremental_job,
-    minimum_interval_seconds=SENSOR_INTERVAL_S,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-    description="Starts incremental_job for each new batch folder (an .npy folder, .npz or image folder) that "
-                "appears in $PRUNE_INCOMING: new samples are checked against the last full prune's index.",
-)
-def new_samples_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+def make_new_samples_sensor(incremental_job) -> dg.SensorDefinition:
+    return dg.sensor(name="new_samples_sensor", job=incremental_job, minimum_interval_seconds=SENSOR_INTERVAL_S,
+                     default_status=dg.DefaultSensorStatus.RUNNING,
+                     description="Starts incremental_job for each new batch (an .npy, image or text folder, or an "
+                                 ".npz / .csv / .parquet / .jsonl file) that appears in $PRUNE_INCOMING: new "
+                                 "samples are checked against the last full prune's index.")(watch_incoming)
+
+
+def watch_incoming(context: dg.SensorEvaluationContext) -> dg.SensorResult | dg.SkipReason:
+    """The new-samples sensor's evaluation: one run request per new batch in $PRUNE_INCOMING."""
     root = incoming_folder()
     if not root or not os.path.isdir(root):
         return dg.SkipReason("PRUNE_INCOMING is not set to a folder: no new batches to watch")
     seen = set(json.loads(context.cursor)) if context.cursor else set()
     batches = sorted(e.name for e in os.scandir(root) if not e.name.startswith(".") and e.name not in seen
-                     and (e.is_dir() or e.name.endswith(".npz")))
+                     and (e.is_dir() or e.name.endswith(BATCH_SUFFIXES)))
     if not batches:
         return dg.SkipReason(f"no new batch in {root}")
     requests = [dg.RunRequest(run_key=name, tags={"prune/trigger": "new_samples", "prune/batch": name},
@@ -95,3 +108,6 @@ def new_samples_sensor(context: dg.SensorEvaluationContext) -> dg.SensorResult |
                                   "new_source": os.path.join(root, name)}}}})
                 for name in batches]
     return dg.SensorResult(run_requests=requests, cursor=json.dumps(sorted(seen | set(batches))))
+
+
+prune_schedule, source_changed_sensor, new_samples_sensor = build_automation(JOBS)

@@ -1,14 +1,17 @@
 """One MLflow run per dataset digest that compares every model trained on that dataset.
 
 `model_evaluation` calls `update_dataset_comparison` after it logs a model's test accuracy: the run
-tagged `kind=dataset_comparison` + `dataset_digest` (created the first time) gets the figure
-`accuracy_vs_retained_fraction.png` (core/selection/comparison.py), the CSV of the runs behind it
-and `n_runs` / `n_strategies`. It logs no `test_accuracy` or fraction metric, so searches for model
+tagged `kind=dataset_comparison` + `dataset_digest` (created the first time) gets the figures
+`accuracy_vs_retained_fraction.png` and `accuracy_vs_compute.png` (core/selection/comparison.py), the
+CSV of the runs behind them, `n_runs` / `n_strategies` and, once a "no pruning" run exists,
+`reference_accuracy`, `recommended_compute_seconds` and the tag `recommended_run_id` (the cheapest run
+within 0.2 points of no pruning). It logs no `test_accuracy` or fraction metric, so searches for model
 runs (`metrics.test_accuracy > 0`, `metrics.retained_fraction <= 1`) never return it.
 """
 
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from prune_dagster.core.selection import comparison
 from prune_dagster.core.selection.report import figure_png
@@ -16,6 +19,7 @@ from prune_dagster.defs.resources import MlflowResource
 
 KIND = "dataset_comparison"
 FIGURE = "accuracy_vs_retained_fraction.png"
+COMPUTE_FIGURE = "accuracy_vs_compute.png"
 TABLE = "comparison_runs.csv"
 
 
@@ -49,13 +53,29 @@ def update_dataset_comparison(store: MlflowResource, dataset: str, digest: str) 
         runs = mlflow.search_runs([experiment_id], model_runs_filter(digest), output_format="pandas")
         frame = comparison.comparison_frame(runs)
         run_id = find_or_create_run(client, experiment_id, dataset, digest)
-        fig = comparison.comparison_figure(frame, comparison.comparison_title(dataset, digest, frame))
+        choice = comparison.cheapest_within(frame)
+        figures = {FIGURE: comparison.comparison_figure(frame, comparison.comparison_title(dataset, digest, frame)),
+                   COMPUTE_FIGURE: comparison.compute_figure(frame, choice,
+                                                            comparison.compute_title(dataset, digest, frame))}
         with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / FIGURE).write_bytes(figure_png(fig))  # tight box: the title is not cut
+            for name, fig in figures.items():
+                (Path(tmp) / name).write_bytes(figure_png(fig))  # tight box: the title is not cut
+                client.log_artifact(run_id, str(Path(tmp) / name))
             frame.to_csv(Path(tmp) / TABLE, index=False)
-            client.log_artifact(run_id, str(Path(tmp) / FIGURE))
             client.log_artifact(run_id, str(Path(tmp) / TABLE))
+        log_choice(client, run_id, choice)
         client.log_metric(run_id, "n_runs", float(len(frame)))
         client.log_metric(run_id, "n_strategies", float(frame["strategy"].nunique()))
         client.set_terminated(run_id)
     return run_id
+
+
+def log_choice(client: Any, run_id: str, choice: comparison.ComputeChoice) -> None:
+    """The reference and the recommendation against compute, where there is one to log."""
+    if choice.reference_accuracy is not None:
+        client.log_metric(run_id, "reference_accuracy", choice.reference_accuracy)
+    if choice.reference_compute_seconds is not None:
+        client.log_metric(run_id, "reference_compute_seconds", choice.reference_compute_seconds)
+    if choice.run_id is not None:
+        client.log_metric(run_id, "recommended_compute_seconds", choice.compute_seconds)
+        client.set_tag(run_id, "recommended_run_id", choice.run_id)

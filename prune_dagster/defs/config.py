@@ -23,12 +23,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 import dagster as dg
-from dagster._config.errors import DagsterEvaluationErrorReason, EvaluationError, RuntimeMismatchErrorData
-from dagster._config.snap import snap_from_config_type
-from dagster._config.stack import EvaluationStackPathEntry, EvaluationStackRoot
-from dagster._core.errors import DagsterInvalidConfigError
 from pydantic import BaseModel, ValidationError, create_model
 from pydantic.fields import FieldInfo
+
+from prune_dagster.defs.dagster_internals import invalid_config
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -107,23 +105,6 @@ def config_class(op: dg.OpDefinition) -> type[dg.Config] | None:
     return cls if isinstance(cls, type) and issubclass(cls, dg.Config) else None
 
 
-def _refuse(op: dg.OpDefinition, errors: list[tuple[str, Any, str]], config: Mapping[str, Any]) -> None:
-    shape = op.config_schema.as_field().config_type
-    found = []
-    for name, value, what in errors:
-        stack = EvaluationStackRoot()
-        for part in ("ops", op.name, "config", *([name] if name else [])):
-            stack = EvaluationStackPathEntry(parent=stack, field_name=part)
-        field_type = shape.fields[name].config_type if name in shape.fields else shape
-        path = ":".join(("root", "ops", op.name, "config", *([name] if name else [])))
-        found.append(EvaluationError(
-            stack=stack, reason=DagsterEvaluationErrorReason.RUNTIME_TYPE_MISMATCH,
-            message=f"Value at path {path} is {value!r}: {what}",
-            error_data=RuntimeMismatchErrorData(config_type_snap=snap_from_config_type(field_type),
-                                                value_rep=repr(value))))
-    raise DagsterInvalidConfigError(f"Error in config for op {op.name}", found, config)
-
-
 def check_bounds_of(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
     """The asset with an op whose config is validated (bounds, cross-field rules) when the run config
     is resolved; same config schema, so the Launchpad shows the same fields and descriptions."""
@@ -135,13 +116,20 @@ def check_bounds_of(asset: dg.AssetsDefinition) -> dg.AssetsDefinition:
     def validate(config: Mapping[str, Any]) -> Mapping[str, Any]:
         errors = config_errors(cls, config)
         if errors:
-            _refuse(op, errors, config)
+            raise invalid_config(op, errors, config)
         return config
 
     checked = op.configured(validate, name=op.name, config_schema=op.config_schema.as_field(),
                             description=op.description)
-    # No public way to swap an asset's op: rebuild it from its own attributes.
-    return asset.dagster_internal_init(**{**asset.get_attributes_dict(), "node_def": checked})
+    # The asset again around the checked op (public API), its specs' attributes restored.
+    specs = {s.key: s for s in asset.specs}
+    rebuilt = dg.AssetsDefinition.from_op(checked, keys_by_input_name=asset.keys_by_input_name,
+                                          keys_by_output_name=asset.keys_by_output_name,
+                                          partitions_def=asset.partitions_def, backfill_policy=asset.backfill_policy,
+                                          can_subset=asset.can_subset)
+    return rebuilt.map_asset_specs(lambda s: s.replace_attributes(
+        group_name=specs[s.key].group_name, description=specs[s.key].description, metadata=specs[s.key].metadata,
+        tags=specs[s.key].tags, code_version=specs[s.key].code_version, owners=specs[s.key].owners))
 
 
 def check_bounds(assets: Iterable[Any]) -> list[Any]:

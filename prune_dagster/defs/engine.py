@@ -22,7 +22,6 @@ import inspect
 import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
-from functools import partial
 from typing import Any
 
 import dagster as dg
@@ -31,6 +30,7 @@ from pydantic import Field, PrivateAttr
 
 from prune_dagster import settings
 from prune_dagster.core.infra.parallel import ArrayRef, Mapper, as_array, serial_map
+from prune_dagster.core.steps.base import bind_mapper
 from prune_dagster.core.training.train import set_default_threads
 
 ENV_VAR = "PRUNE_ENGINE_ADDRESS"  # named in messages; read in settings.py
@@ -170,19 +170,9 @@ class ComputeEngine(dg.ConfigurableResource):
         return self._mapper
 
     def supply(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        """`fn` with this engine's mapper (and block size, where `fn` accepts `block_rows`) bound.
-
-        `fn` must take a `mapper` parameter: binding is by name, so a function that names it otherwise
-        would run serially without a word; it is refused instead (call a function without one directly)."""
-        params = inspect.signature(fn).parameters
-        if "mapper" not in params:
-            name = getattr(fn, "__qualname__", repr(fn))
-            raise TypeError(f"engine.supply({name}): {name} has no `mapper` parameter, so the engine cannot "
-                            "spread its work; name its Mapper parameter `mapper`, or call it directly")
-        bound: dict[str, Any] = {"mapper": self.mapper()}
-        if self.block_rows > 0 and "block_rows" in params:
-            bound["block_rows"] = self.block_rows
-        return partial(fn, **bound)
+        """`fn` with this engine's mapper (and block size, where `fn` accepts `block_rows`) bound by name
+        (`core.steps.base.bind_mapper`: a function without a `mapper` parameter is refused)."""
+        return bind_mapper(fn, self.mapper(), self.block_rows)
 
     def metadata(self) -> dict[str, Any]:
         """Which engine ran a step, for the asset's metadata."""

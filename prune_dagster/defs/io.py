@@ -14,12 +14,14 @@ every run that loads the same content) and come back memory-mapped read-only, so
 dataset costs one file on disk and no copy in memory per step or per run. The shared representation's
 arrays likewise go to `<run_id>.<field>.npy` beside its pickle and come back memory-mapped: a step that
 compares pixels never reads the 1M x 138 floats it is handed (at 1M rows each step unpickled ~560 MB).
+A Selection's step states (what the incremental index keeps) put their large arrays in .npy files the
+same way, once: a later step passes the memory-mapped state on and its pickle points at the same file.
 """
 
 import os
 import pickle
 from collections.abc import Mapping
-from dataclasses import fields, replace
+from dataclasses import fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +33,12 @@ from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.export import atomic_write
 from prune_dagster.core.infra.locks import file_lock
 from prune_dagster.core.infra.parallel import row_blocks
+from prune_dagster.core.ledger import Selection
 from prune_dagster.core.training.shared import SharedRepresentation
 
 _PIXELS_REF = "__pixels_ref__"
 _ARRAYS_REF = "__arrays_ref__"
+_STATE_REF = "__state_arrays__"
 
 
 def store_pixels(dataset: Dataset, arrays_dir: Path) -> dict[str, Any]:
@@ -72,11 +76,57 @@ def store_arrays(rep: SharedRepresentation, pkl_path: Path) -> dict[str, Any]:
     pkl_path.parent.mkdir(parents=True, exist_ok=True)
     for name in names:
         path = pkl_path.with_name(f"{pkl_path.stem}.{name}.npy")
+        array = getattr(rep, name)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as fh:
-            np.save(fh, getattr(rep, name))
+        if isinstance(array, np.memmap) and array.filename and Path(array.filename).exists():
+            os.link(array.filename, tmp)  # a reused representation: the stored file again, not a copy
+        else:
+            with open(tmp, "wb") as fh:
+                np.save(fh, array)
         os.replace(tmp, path)
     return {_ARRAYS_REF: names, "value": replace(rep, **{name: None for name in names})}
+
+
+# A step's state array at least this large is kept in its own .npy file and memory-mapped on load.
+STATE_ARRAY_BYTES = 1 << 20
+
+
+def _save_array(array: np.ndarray, path: Path) -> str:
+    """The file holding `array`: the one it is already mapped from, else `path` (written atomically)."""
+    if isinstance(array, np.memmap) and array.filename and Path(array.filename).exists():
+        return str(array.filename)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array))
+    os.replace(tmp, path)
+    return str(path)
+
+
+def store_states(selection: Selection, pkl_path: Path) -> Selection:
+    """The Selection with each step state's large arrays moved to .npy files beside the pickle (a state
+    carried on unchanged from an upstream step keeps pointing at the file it was loaded from, so the
+    near-duplicate views of a million rows are written once per run, not once per later step)."""
+    pkl_path.parent.mkdir(parents=True, exist_ok=True)
+    states = {}
+    for step, state in selection.states.items():
+        if not is_dataclass(state) or isinstance(state, type):
+            states[step] = state
+            continue
+        big = {f.name: getattr(state, f.name) for f in fields(state)
+               if isinstance(getattr(state, f.name), np.ndarray) and getattr(state, f.name).nbytes >= STATE_ARRAY_BYTES}
+        paths = {name: _save_array(arr, pkl_path.with_name(f"{pkl_path.stem}.{step}.{name}.npy"))
+                 for name, arr in big.items()}
+        states[step] = {_STATE_REF: paths, "value": replace(state, **dict.fromkeys(big))} if big else state
+    return replace(selection, states=states)
+
+
+def load_states(selection: Selection) -> Selection:
+    """The Selection with its states' stored arrays memory-mapped back in."""
+    states = {step: (replace(state["value"], **{name: np.load(path, mmap_mode="r") for name, path in
+                                                  state[_STATE_REF].items()})
+                     if isinstance(state, dict) and _STATE_REF in state else state)
+              for step, state in selection.states.items()}
+    return replace(selection, states=states)
 
 
 def load_arrays(stored: dict[str, Any], pkl_path: Path) -> SharedRepresentation:
@@ -106,10 +156,12 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
             self._handle_partitions(context, obj)
             return
         path = self._path(context.asset_key, context.run_id)
-        if isinstance(obj, Dataset):
+        if isinstance(obj, Dataset) and obj.images is not None:  # tables and texts are pickled as they are
             obj = store_pixels(obj, self.storage_root() / "arrays")
         elif isinstance(obj, SharedRepresentation):  # the arrays first: the pickle's presence means complete
             obj = store_arrays(obj, path)
+        elif isinstance(obj, Selection):
+            obj = store_states(obj, path)
         atomic_write(path, pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
         context.add_output_metadata({"stored_at": dg.MetadataValue.path(str(path))})
 
@@ -150,6 +202,20 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
                 out[key] = pickle.loads(path.read_bytes())
         return out
 
+    def load_stored(self, asset_key: dg.AssetKey, run_id: str) -> Any:
+        """The value of `asset_key` a run stored (large arrays memory-mapped back), or None when it is gone."""
+        path = self._path(asset_key, run_id)
+        return self._read(path) if path.exists() else None
+
+    def _read(self, path: Path) -> Any:
+        with open(path, "rb") as fh:
+            value = pickle.load(fh)
+        if isinstance(value, dict) and _ARRAYS_REF in value:
+            return load_arrays(value, path)
+        if isinstance(value, Selection):
+            return load_states(value)
+        return load_pixels(value) if isinstance(value, dict) and _PIXELS_REF in value else value
+
     def load_input(self, context: dg.InputContext) -> Any:
         if context.has_asset_partitions:
             return self._load_partitions(context)
@@ -166,8 +232,4 @@ class RunScopedIOManager(dg.ConfigurableIOManager):
             if not path.exists():
                 raise dg.Failure(f"the stored value of {key.to_user_string()} from run {event.run_id} is missing "
                                  f"at {path}: re-materialize it")
-        with open(path, "rb") as fh:
-            value = pickle.load(fh)
-        if isinstance(value, dict) and _ARRAYS_REF in value:
-            return load_arrays(value, path)
-        return load_pixels(value) if isinstance(value, dict) and _PIXELS_REF in value else value
+        return self._read(path)

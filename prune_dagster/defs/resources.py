@@ -200,6 +200,32 @@ def model_name(strategy: str, fraction: float) -> str:
     return "".join("_" if ch in "./:%\"'" else ch for ch in name)
 
 
+class OutputFolderError(OSError):
+    """The output folder cannot hold a run's outputs (a file, not writable): checked before any step runs."""
+
+
+def check_writable_folder(path: Path, create: bool = True) -> None:
+    """Check a run can write into the folder `path` (creating it when `create`); OutputFolderError in one
+    line if not. Without `create` nothing is written: the nearest existing folder must be writable."""
+    where = f"output folder {path} (PRUNE_OUTPUT_DIR or resource output_store.root)"
+    if path.exists() and not path.is_dir():
+        raise OutputFolderError(f"{where} is a file; expected a folder the runs can write to")
+    if not create:
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            raise OutputFolderError(f"{where}: {existing} is a file; expected a folder the runs can write to")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise OutputFolderError(f"{where} cannot be written ({existing} is not writable)")
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-check-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise OutputFolderError(f"{where} cannot be written ({exc.strerror or exc})") from None
+
+
 class OutputStore(dg.ConfigurableResource):
     """Where each run's kept_ids.csv, ledger.csv and summary.json go.
 
@@ -208,6 +234,9 @@ class OutputStore(dg.ConfigurableResource):
     """
 
     root: str = ""
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        check_writable_folder(self.path())  # at the start of the run, before any step
 
     def path(self) -> Path:
         return Path(self.root).resolve() if self.root else paths.output_dir()

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.export_frames import write_frame_subset
 from prune_dagster.core.infra.parallel import BLOCK_ROWS
 from prune_dagster.core.ledger import LEDGER_COLUMNS, Selection
 
@@ -45,26 +46,33 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def write_selection(folder: Path, selection: Selection, summary: dict[str, Any]) -> dict[str, Path]:
-    """kept_ids.csv, ledger.csv, synthetic.csv (if any) and summary.json into `folder`."""
-    paths = {name: folder / name for name in ("kept_ids.csv", "ledger.csv", "summary.json")}
+def write_ledger(folder: Path, selection: Selection, kind: str = "image") -> dict[str, Path]:
+    """kept_ids.csv, ledger.csv (its rows name the dataset's `kind`) and synthetic.csv (if any) into
+    `folder` (the score step writes them)."""
+    paths = {name: folder / name for name in ("kept_ids.csv", "ledger.csv")}
     atomic_write(paths["kept_ids.csv"], _csv(pd.DataFrame({"id": selection.kept_ids})))
-    atomic_write(paths["ledger.csv"], _csv(selection.ledger[LEDGER_COLUMNS]))
+    atomic_write(paths["ledger.csv"], _csv(selection.ledger[LEDGER_COLUMNS].assign(kind=kind)))
     if selection.synthetic is not None:
         paths["synthetic.csv"] = folder / "synthetic.csv"
         atomic_write(paths["synthetic.csv"], _csv(selection.synthetic.frame()))
-    # summary.json last: its presence marks a complete set of outputs.
-    atomic_write(paths["summary.json"], json.dumps(jsonable(summary), indent=2).encode())
     return paths
+
+
+def write_summary(folder: Path, summary: dict[str, Any]) -> Path:
+    """summary.json into `folder`: written last (by model_evaluation), its presence marks a complete run."""
+    path = folder / "summary.json"
+    atomic_write(path, json.dumps(jsonable(summary), indent=2).encode())
+    return path
 
 
 def export_dataset(dataset: Dataset, selection: Selection, dest: Path) -> Path:
     """The pruned dataset in the input's own format, written to a temporary folder and renamed.
 
-    An image-folder source → `dest/<class>/...` copies of the kept files (the source is only read);
-    an .npy folder → the same files for the kept rows (images written through a memory map); any
+    An image-folder or text-folder source → `dest/<class>/...` copies of the kept files (the source is
+    only read); an .npy folder → the same files for the kept rows (images written through a memory map);
+    a .csv / .parquet / .jsonl file → the kept rows in the same format (core/data/export_frames.py); any
     other source → `dest/pruned.npz` (images, labels, ids). Synthetic samples go to
-    `dest/synthetic.npz` so they are never mistaken for originals.
+    `dest/synthetic.npz` (or `synthetic.<ext>`) so they are never mistaken for originals.
     """
     tmp = dest.parent / f".{dest.name}.tmp-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -74,6 +82,8 @@ def export_dataset(dataset: Dataset, selection: Selection, dest: Path) -> Path:
         root = Path(dataset.source)
         if dataset.load_info.get("format") == "npy":  # an .npy folder → the same, written block by block
             _write_npy_folder(tmp, dataset, pos)
+        elif dataset.load_info.get("format") in ("csv", "parquet", "jsonl"):
+            write_frame_subset(dataset, pos, selection.synthetic, tmp)
         elif root.is_dir():
             for sid in dataset.ids[pos]:
                 target = tmp / sid
@@ -83,7 +93,7 @@ def export_dataset(dataset: Dataset, selection: Selection, dest: Path) -> Path:
             np.savez_compressed(tmp / "pruned.npz", images=dataset.images[pos],
                                 labels=_label_values(dataset, dataset.labels[pos]),
                                 ids=dataset.ids[pos].astype(str))
-        if selection.synthetic is not None and len(selection.synthetic.ids):
+        if selection.synthetic is not None and len(selection.synthetic.ids) and dataset.kind == "image":
             s = selection.synthetic
             np.savez_compressed(tmp / "synthetic.npz", images=s.images, labels=_label_values(dataset, s.labels),
                                 ids=s.ids.astype(str))

@@ -6,17 +6,17 @@ import hashlib
 import json
 from pathlib import Path
 
-from prune_dagster.core.data.sources import scan_image_folder
-
 
 def source_files(spec: str) -> list[Path] | None:
-    """The files a source reads, or None for a built-in source (nothing on disk to watch)."""
+    """The files a source reads, or None for a built-in source (nothing on disk to watch): the file, or
+    every file under the folder (images, .txt files, .npy arrays, embeddings.npy), hidden ones excepted."""
     path = Path(spec).expanduser()
     if not path.exists():
         return None
     if path.is_file():
         return [path]
-    return [path / rel for rel, _ in scan_image_folder(path).files]  # exactly the files the loader reads
+    return sorted(p for p in path.rglob("*") if p.is_file() and not any(
+        part.startswith(".") for part in p.relative_to(path).parts))
 
 
 def fingerprint(spec: str) -> dict[str, list[int]] | None:

@@ -1,6 +1,7 @@
-"""Galleries of samples as base64 PNGs in Dagster's Markdown metadata: tiles large enough to judge
-(upscaled with nearest-neighbour, so pixels stay sharp), a caption drawn under each tile, and a
-near duplicate drawn beside the sample it duplicates."""
+"""Galleries of samples in Dagster's Markdown metadata. Images: base64 PNG tiles large enough to judge
+(upscaled with nearest-neighbour, so pixels stay sharp), a caption drawn under each tile, and a near
+duplicate drawn beside the sample it duplicates. Tables and texts: a markdown table, each removed row
+(or a text's first 200 characters) beside the kept sample it duplicates."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import base64
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
 MIN_TILE = 64  # px: an 8×8 digit at 32 px could not be judged (issue 14)
 CAPTION_LINE = 11  # px per caption line in PIL's default bitmap font
@@ -94,4 +97,49 @@ def removed_markdown(tiles: Sequence[Tile], texts: Sequence[str], total: int, fu
             f"(a near duplicate is drawn left of the kept sample it duplicates). Full list: {full_list}.")
     lines = [png_markdown(tiles_png(tiles), "removed samples"), "", head, ""]
     lines += [f"{i + 1}. {t}" for i, t in enumerate(texts)]
+    return "\n".join(lines)
+
+
+# A text shows its first TEXT_CHARS characters; a table row its first ROW_COLUMNS columns as name=value.
+TEXT_CHARS = 200
+ROW_COLUMNS = 10
+
+
+def _md(text: str) -> str:
+    """Text safe inside a markdown table cell: one line, pipes and backticks escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|").replace("`", "'")
+
+
+def sample_text(dataset: Any, position: int) -> str:
+    """A table row as `name=value; ...` (its first ROW_COLUMNS columns) or a text's first TEXT_CHARS
+    characters, for a gallery cell."""
+    if dataset.kind == "table":
+        row = dataset.table.iloc[position]
+        parts = [f"{name}={'' if pd.isna(value) else value}" for name, value in list(row.items())[:ROW_COLUMNS]]
+        more = " …" if len(row) > ROW_COLUMNS else ""
+        return _md("; ".join(parts)) + more
+    text = str(dataset.texts[position])
+    return _md(text[:TEXT_CHARS]) + (" …" if len(text) > TEXT_CHARS else "")
+
+
+def rows_markdown(dataset: Any, positions: Sequence[int], title: str) -> str:
+    """A markdown table of samples of a table or text dataset: id, label, content."""
+    lines = [f"**{title}**", "", "| id | label | sample |", "|---|---|---|"]
+    lines += [f"| `{_md(dataset.ids[p])}` | {_md(dataset.class_names[dataset.labels[p]])} | "
+              f"{sample_text(dataset, p)} |" for p in positions]
+    return "\n".join(lines)
+
+
+def removed_rows_markdown(rows: Sequence[dict[str, str]], total: int, full_list: str) -> str:
+    """A step's removed-sample gallery for tables and texts: a markdown table, one removed sample a row
+    (id, given -> predicted label, score, reason, the sample) and, for a duplicate, the kept sample it
+    duplicates beside it."""
+    if total == 0:
+        return "_nothing removed_"
+    head = (f"**Showing {len(rows)} of {total} removed**, highest score first (a near duplicate beside the kept "
+            f"sample it duplicates). Full list: {full_list}.")
+    lines = [head, "", "| id | label | score | reason | removed sample | kept sample it duplicates |",
+             "|---|---|---|---|---|---|"]
+    lines += [f"| `{_md(r['id'])}` | {_md(r['label'])} | {r['score']} | {_md(r['reason'])} | {r['sample']} | "
+              f"{r.get('kept', '')} |" for r in rows]
     return "\n".join(lines)

@@ -1,5 +1,6 @@
 """Loading a Dataset from the built-in digits, a named dataset, an `.npz` file, a folder of `.npy`
-arrays or a folder of class sub-folders: `load_source` picks the loader from the spec.
+arrays, a folder of class sub-folders (images or .txt files) or a table / text file (.csv, .parquet,
+.jsonl): `load_source` picks the loader from the spec.
 
 The loaders live in `arrays.py` (.npz, .npy folder), `image_folder.py` (scan and load a folder of
 images) and `pillow.py` (one image file); their public names are re-exported here. The source is
@@ -31,6 +32,7 @@ from prune_dagster.core.data.arrays import (
     to_unit_float,
 )
 from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.frames import FRAME_SUFFIXES, FrameOptions, load_frame_file
 from prune_dagster.core.data.image_folder import (
     ALPHA_POLICIES,
     DEFAULT_MAX_IMAGE_PIXELS,
@@ -51,11 +53,13 @@ from prune_dagster.core.data.pillow import (
     TRUNCATED,
     UNREADABLE,
 )
+from prune_dagster.core.data.text_folder import is_text_folder, load_text_folder
 from prune_dagster.core.errors import ConfigError, DatasetError
 
 __all__ = [
     "ALPHA_POLICIES", "BOMB", "BROKEN_LINK", "BUILTIN", "DEFAULT_MAX_IMAGE_PIXELS", "EMPTY_FILE", "FOLDER_OPTIONS",
-    "IGNORED_DIRS", "IMAGE_SUFFIXES", "NAMED_SOURCES", "NPY_IMAGES", "OUTSIDE_ROOT", "PIL_FORMATS", "SIZE_MISMATCH",
+    "FRAME_OPTIONS", "FRAME_SUFFIXES", "IGNORED_DIRS", "IMAGE_SUFFIXES", "KIND_CHOICES", "NAMED_SOURCES",
+    "NPY_IMAGES", "OUTSIDE_ROOT", "PIL_FORMATS", "SIZE_MISMATCH",
     "SIZE_POLICIES", "TRUNCATED", "UNREADABLE", "FolderScan", "encode_ids", "encode_labels", "load_digits",
     "load_image_folder", "load_npy_folder", "load_npz", "load_source", "register_named_source", "scan_image_folder",
     "to_unit_float",
@@ -73,6 +77,9 @@ FOLDER_OPTIONS: dict[str, Any] = {
     "progress_every": 1000,
     "progress": None,
 }
+# Options of table and text sources (core/data/frames.FrameOptions; max_text_bytes also for text folders).
+FRAME_OPTIONS: dict[str, Any] = {name: field.default for name, field in FrameOptions.model_fields.items()}
+KIND_CHOICES = ("auto", "image", "table", "text")
 
 
 # Named datasets other modules provide (the benchmark fixtures register "dirty-digits"): a spec that
@@ -85,41 +92,67 @@ def register_named_source(prefix: str, loader: Callable[[str], Dataset]) -> None
     NAMED_SOURCES[prefix] = loader
 
 
-def load_source(spec: str, **options: Any) -> Dataset:
+def load_source(spec: str, kind: str = "auto", **options: Any) -> Dataset:
     """`digits`, a registered name (`dirty-digits…`), a path to an `.npz`, a folder holding `images.npy`,
-    or a folder with one sub-folder of images per class.
+    a folder with one sub-folder of images (or of .txt files) per class, or a .csv / .parquet / .jsonl
+    table or text file.
 
-    `options` are `load_image_folder`'s keyword options (size, on_size_mismatch, alpha,
-    max_image_pixels, progress_every, progress); other sources ignore them (with a warning when
-    a size or policy is set to something other than its default).
+    `kind` (auto | image | table | text) says what the source holds; `auto` reads it from the source
+    (a file with a text column is text, else a table; a folder of .txt files is text). `options` are
+    `load_image_folder`'s keyword options (size, on_size_mismatch, alpha, max_image_pixels,
+    progress_every, progress) and `FrameOptions`' (label_column, id_column, split_column, text_column,
+    na_values, max_text_bytes); a source ignores the others (with a warning when one is set to
+    something other than its default).
     """
-    unknown = set(options) - set(FOLDER_OPTIONS)
+    unknown = set(options) - set(FOLDER_OPTIONS) - set(FRAME_OPTIONS)
     if unknown:
-        raise ConfigError(f"unknown source option(s) {sorted(unknown)}; expected some of {sorted(FOLDER_OPTIONS)}")
+        raise ConfigError(f"unknown source option(s) {sorted(unknown)}; expected some of "
+                          f"{sorted({*FOLDER_OPTIONS, *FRAME_OPTIONS})}")
+    if kind not in KIND_CHOICES:
+        raise ConfigError(f"kind={kind!r}; expected one of {', '.join(KIND_CHOICES)}")
     spec = (spec or "digits").strip()
+    dataset = _load(spec, kind, options)
+    if kind != "auto" and dataset.kind != kind:
+        raise ConfigError(f"raw_dataset.kind={kind!r} but {spec} holds {dataset.kind} data; set kind to "
+                          f"{dataset.kind!r} or 'auto'")
+    return dataset
+
+
+def _ignored(spec: str, options: dict[str, Any], used: dict[str, Any]) -> None:
+    """Warn about options set for another kind of source (progress reporting is harmless anywhere)."""
+    defaults = {**FOLDER_OPTIONS, **FRAME_OPTIONS}
+    ignored = sorted(k for k, v in options.items() if k not in used and v != defaults[k]
+                     and not k.startswith("progress"))
+    if ignored:
+        log.warning("source %r does not read options %s: they are ignored", spec, ignored)
+
+
+def _load(spec: str, kind: str, options: dict[str, Any]) -> Dataset:
     path = Path(spec).expanduser()
     named = next((loader for prefix, loader in NAMED_SOURCES.items() if spec.startswith(prefix)), None)
-    if spec == "digits" or named is not None or not path.is_dir():
-        # Progress reporting is harmless anywhere; a size or policy set for an .npz is worth a warning.
-        ignored = sorted(k for k, v in options.items() if v != FOLDER_OPTIONS[k] and not k.startswith("progress"))
-        if ignored:
-            log.warning("source %r is not an image folder: options %s are ignored", spec, ignored)
-    if spec == "digits":
-        return load_digits()
-    if named is not None:
-        return named(spec)
+    frame = {k: v for k, v in options.items() if k in FRAME_OPTIONS}
+    if spec == "digits" or named is not None:
+        _ignored(spec, options, {})
+        return load_digits() if spec == "digits" else named(spec)
     if not path.exists():
-        raise DatasetError(
-            f"dataset {spec!r}: no such file or folder; expected 'digits', an .npz file "
-            "or a folder of class sub-folders"
-        )
+        raise DatasetError(f"dataset {spec!r}: no such file or folder; expected 'digits', an .npz, .csv, .parquet "
+                           "or .jsonl file, or a folder of class sub-folders")
+    if path.is_file() and path.suffix.lower() in FRAME_SUFFIXES:
+        _ignored(spec, options, frame)
+        return load_frame_file(path, FrameOptions(**frame, kind=kind if kind in ("table", "text") else "auto"))
+    if path.is_dir() and (kind == "text" or (kind == "auto" and is_text_folder(path))):
+        _ignored(spec, options, {"max_text_bytes": 0})
+        return load_text_folder(path, options.get("max_text_bytes", FRAME_OPTIONS["max_text_bytes"]))
+    folder = {k: v for k, v in options.items() if k in FOLDER_OPTIONS}
+    _ignored(spec, options, folder if path.is_dir() and not (path / NPY_IMAGES).is_file() else {})
     if path.is_dir() and (path / NPY_IMAGES).is_file():
         return load_npy_folder(path)
     if path.is_dir():
-        return load_image_folder(path, **options)
+        return load_image_folder(path, **folder)
     if path.suffix.lower() == ".npz":
         return load_npz(path)
-    raise DatasetError(f"{path}: unsupported dataset file; expected an .npz or a folder")
+    raise DatasetError(f"{path}: unsupported dataset file; expected an .npz, .csv, .parquet or .jsonl file, or a "
+                       "folder")
 
 
 def load_digits() -> Dataset:

@@ -213,4 +213,3 @@ def sample_pass_fraction(sample_passes: int, epochs: int, n: int) -> float:
     return float(sample_passes) / float(epochs * n) if epochs and n else float("nan")
 
 
-retained_fraction = sample_pass_fraction  # the old name (benchmarks/dynamic.py); it meant the pass share

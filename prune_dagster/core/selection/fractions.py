@@ -11,7 +11,7 @@ The same names, with the same meanings, appear in `summary.json`, in the Dagster
 | `sample_pass_fraction`     | sample passes made / (epochs x training samples); < 1 only if dynamic   |
 | `retained_fraction`        | MLflow metric and summary.json key: equals `kept_fraction_of_train`     |
 
-`target_fraction` is `pruned_dataset.retained_fraction` (a sweep partition's `fraction`), 1.0 when
+`target_fraction` is the setting `pruned_dataset.target_fraction` (a sweep partition's `fraction`), 1.0 when
 the step is off; `kept_fraction_of_cleaned` matches it up to per-class rounding.
 Before, `retained_fraction` stood for five of these at once (and, in MLflow, for kept/cleaned times the
 pass share); a dynamic strategy's share of the work is now `sample_pass_fraction`, read beside the kept
@@ -76,7 +76,7 @@ def selection_fractions(selection: Selection, step: str = "pruned_dataset", n_dr
     """
     record = selection.record(step)
     enabled = record is not None and record.config.get("enabled", True)
-    target = float(record.config.get("retained_fraction", 1.0)) if enabled else 1.0
+    target = float(record.config.get("target_fraction", 1.0)) if enabled else 1.0
     n_cleaned, n_selected = (record.n_in, record.n_out) if record is not None else (1, 1)
     return fractions(target=target, n_kept=len(selection.kept_ids) - n_dropped,
                      n_train_split=selection.n_train_split, n_cleaned=n_cleaned, n_selected=n_selected,

@@ -1,11 +1,12 @@
-"""The pruning report: accuracy against retained fraction, area under each curve, a recommended fraction.
+"""The pruning report: accuracy against retained fraction and against compute, area under each curve,
+a recommended setting.
 
 Pure functions on a table of sweep results (no Dagster, no MLflow): the `pruning_report` asset and
 the benchmarks call them, and tests/test_report.py checks them on tables whose answer is known.
 
 A sweep result is one (strategy, fraction) cell: the test accuracy of each seed's model plus a few
-counts. `curve_table` turns a list of them into one row per cell with mean, std (ddof=1) and standard
-error over seeds; everything else works on that table.
+counts and its total compute. `curve_table` turns a list of them into one row per cell with mean, std
+(ddof=1) and standard error over seeds; everything else works on that table.
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from prune_dagster.core.params import Params
 BASELINE = "random"
 TITLE_WIDTH = 90  # characters per title line: what fits the 7.5-inch figure at font size 10
 TABLE_COLUMNS = ["strategy", "fraction", "kept_fraction_of_cleaned", "sample_pass_fraction", "n_train", "n_seeds",
-                 "mean_accuracy", "std_accuracy", "sem_accuracy", "train_seconds"]
+                 "mean_accuracy", "std_accuracy", "sem_accuracy", "train_seconds", "compute_seconds",
+                 "compute_sample_passes"]
+DEFAULT_TOLERANCE = 0.002  # 0.2 points of accuracy (one of digits' 359 test samples is 0.28)
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:
@@ -39,12 +42,18 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else 0.0
 
 
+def optional_float(value: Any) -> float:
+    """A float, NaN for None (a result written before the field existed)."""
+    return float("nan") if value is None else float(value)
+
+
 def curve_table(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """One row per (strategy, fraction), sorted by strategy then fraction.
 
     Each result needs `strategy`, `fraction` (the target_fraction) and `accuracies` (one per seed);
-    `kept_fraction_of_cleaned`, `sample_pass_fraction` (see core/selection/fractions.py), `n_train`
-    and `train_seconds` (one per seed) are optional.
+    `kept_fraction_of_cleaned`, `sample_pass_fraction` (see core/selection/fractions.py), `n_train`,
+    `train_seconds` (one per seed), `compute_seconds` and `compute_sample_passes` (the cell's total
+    compute, core.selection.sweep.partition_compute; NaN when absent, as in older results) are optional.
     """
     rows = []
     for r in results:
@@ -64,6 +73,8 @@ def curve_table(results: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
             "std_accuracy": std,
             "sem_accuracy": std / math.sqrt(len(acc)),
             "train_seconds": float(np.mean(seconds)),
+            "compute_seconds": optional_float(r.get("compute_seconds")),
+            "compute_sample_passes": optional_float(r.get("compute_sample_passes")),
         })
     table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
     if table.duplicated(["strategy", "fraction"]).any():
@@ -87,9 +98,13 @@ def area_under_curves(table: pd.DataFrame) -> dict[str, float]:
 
 @dataclass(frozen=True)
 class Recommendation:
-    """The smallest retained fraction that keeps accuracy within `tolerance` of full data, and by which strategy.
+    """The cheapest (strategy, fraction) cell whose mean accuracy is within `tolerance` of full data.
 
-    `fraction` is None when the table has no full-data (fraction 1.0) row to compare with.
+    `fraction` is None when the table has no full-data (fraction 1.0) row to compare with. `cost` names
+    what "cheapest" was measured by: `compute_seconds`, or `relative_work` (kept_fraction_of_cleaned ×
+    sample_pass_fraction) for results without compute. `full_compute_seconds` is the "no pruning"
+    reference's cost, approximated by the fraction 1.0 cells' training alone (no cleaning, no
+    representation, no scoring).
     """
 
     fraction: float | None
@@ -98,6 +113,9 @@ class Recommendation:
     full_accuracy: float | None
     tolerance: float
     reason: str
+    compute_seconds: float | None = None
+    full_compute_seconds: float | None = None
+    cost: str = "compute_seconds"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -111,40 +129,53 @@ def full_data_accuracy(table: pd.DataFrame) -> float | None:
     return float((full["mean_accuracy"] * full["n_seeds"]).sum() / full["n_seeds"].sum())
 
 
-def recommend(table: pd.DataFrame, tolerance: float = 0.005) -> Recommendation:
-    """Smallest fraction f and a strategy whose mean accuracy stays within `tolerance` of full data
-    at f and at every larger fraction that strategy was swept at.
+def full_data_compute(table: pd.DataFrame) -> float | None:
+    """The "no pruning" reference's compute seconds: the fraction 1.0 cells' mean training seconds alone.
+    An approximation: the sweep's full-data models train on the cleaned set, but a run with every step
+    off pays no cleaning, representation or scoring, which is what this leaves out."""
+    full = table[np.isclose(table["fraction"], 1.0)]["train_seconds"].dropna()
+    return None if full.empty else float(full.mean())
 
-    "Stays within" rather than "is within at f": with a few seeds one lucky cell below a failing one
-    would otherwise be recommended; on a curve that rises with f the two rules agree. Ties on f go
-    to the higher mean accuracy, then to the strategy name.
+
+def cell_cost(table: pd.DataFrame) -> tuple[str, pd.Series]:
+    """What a cell costs: its `compute_seconds` when every row has one, else its relative work,
+    kept_fraction_of_cleaned × sample_pass_fraction (kept share, not the target `fraction`: a dynamic
+    strategy keeps everything and its fraction is already its share of passes)."""
+    if len(table) and table["compute_seconds"].notna().all():
+        return "compute_seconds", table["compute_seconds"]
+    return "relative_work", table["kept_fraction_of_cleaned"] * table["sample_pass_fraction"]
+
+
+def recommend(table: pd.DataFrame, tolerance: float = DEFAULT_TOLERANCE) -> Recommendation:
+    """The cheapest cell (lowest `compute_seconds`; lowest relative work when compute is missing, see
+    `cell_cost`) whose mean accuracy is at least full-data accuracy − `tolerance`. Ties go to the higher
+    mean accuracy, then the strategy name, then the smaller fraction.
+
+    One rule for every strategy, static or dynamic: what a setting costs and whether it keeps accuracy.
+    With a few seeds a cell can pass by luck; the figures' error bars show how far to trust it.
     """
     if not (tolerance >= 0 and math.isfinite(tolerance)):
-        raise ConfigError(f"tolerance={tolerance!r}; expected an accuracy difference >= 0, e.g. 0.005 = 0.5 points")
-    full = full_data_accuracy(table)
+        raise ConfigError(f"tolerance={tolerance!r}; expected an accuracy difference >= 0, e.g. 0.002 = 0.2 points")
+    full, full_compute = full_data_accuracy(table), full_data_compute(table)
     if full is None:
         return Recommendation(None, None, None, None, tolerance,
                               "no fraction 1.0 in the sweep: nothing to compare with")
-    floor = full - tolerance - 1e-12
-    best: tuple[float, float, str] | None = None  # (fraction, -accuracy, strategy)
-    for strategy, g in table.groupby("strategy", sort=False):
-        g = g.sort_values("fraction", ascending=False)
-        ok = (g["mean_accuracy"] >= floor).to_numpy()
-        n_ok = len(ok) if ok.all() else int(np.argmin(ok))  # leading run of passes from the largest fraction
-        if n_ok == 0:
-            continue
-        row = g.iloc[n_ok - 1]
-        candidate = (float(row["fraction"]), -float(row["mean_accuracy"]), str(strategy))
-        if best is None or candidate < best:
-            best = candidate
-    if best is None:
-        return Recommendation(None, None, None, full, tolerance,
-                              "no strategy reaches full-data accuracy minus the tolerance, "
-                              "even at its largest fraction")
-    fraction, neg_acc, strategy = best
-    return Recommendation(fraction, strategy, -neg_acc, full, tolerance,
-                          f"smallest fraction from which {strategy}'s mean accuracy stays within "
-                          f"{tolerance * 100:.2g} points of full data ({full:.4f})")
+    ok = table[table["mean_accuracy"] >= full - tolerance - 1e-12]
+    if ok.empty:  # a fraction 1.0 cell is at or above the pooled mean, so only NaN accuracies get here
+        return Recommendation(None, None, None, full, tolerance, "no cell reaches full-data accuracy minus the "
+                              "tolerance", full_compute_seconds=full_compute)
+    cost, values = cell_cost(table)  # over the whole table, so the compute figure's x says the same
+    ranked = ok.assign(cost=values[ok.index], neg_acc=-ok["mean_accuracy"]).sort_values(
+        ["cost", "neg_acc", "strategy", "fraction"], kind="stable")
+    row = ranked.iloc[0]
+    compute = float(row["compute_seconds"]) if math.isfinite(row["compute_seconds"]) else None
+    reason = (f"cheapest setting ({cost}) whose mean accuracy is within {tolerance * 100:.2g} points of full data "
+              f"({full:.4f})")
+    if compute is not None and full_compute is not None:
+        reason += (f"; {compute:.3g} s against {full_compute:.3g} s for no pruning "
+                   f"(fraction 1.0 training alone, approximated)")
+    return Recommendation(float(row["fraction"]), str(row["strategy"]), float(row["mean_accuracy"]), full, tolerance,
+                          reason, compute, full_compute, cost)
 
 
 def versus_baseline(table: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
@@ -226,6 +257,58 @@ def figure(table: pd.DataFrame, rec: Recommendation | None = None, aucs: Mapping
     return fig
 
 
+def compute_figure(table: pd.DataFrame, rec: Recommendation | None = None,
+                   title: str = "Test accuracy against total compute", order: Iterable[str] | None = None):
+    """A matplotlib Figure: mean accuracy against each cell's total compute (cleaning chain, shared
+    representation, scoring, training; log x), one marker series per strategy (error bars = std over
+    seeds), the "no pruning" reference as a black diamond with the band down to it − tolerance, and the
+    recommended cell circled. Cells without compute are drawn against their relative work (`cell_cost`)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7.5, 4.8), dpi=100)
+    ax = fig.add_subplot()
+    cost, x = cell_cost(table)
+    for strategy in strategy_order(order if order is not None else table["strategy"].unique()):
+        g = table[table["strategy"] == strategy]
+        if not g.empty:  # the colour cycle as in `figure`, so a strategy has one colour in both
+            style = {"color": "0.4", "marker": "s"} if strategy == BASELINE else {"marker": "o"}
+            ax.errorbar(x[g.index], g["mean_accuracy"] * 100, yerr=g["std_accuracy"].fillna(0) * 100,
+                        markersize=5, capsize=3, linestyle="none", label=strategy, **style)
+    if rec is not None and rec.full_accuracy is not None:
+        full, band = rec.full_accuracy * 100, rec.tolerance * 100
+        ax.axhspan(full - band, full, color="tab:green", alpha=0.12, label=f"within {band:.2g} pt of full data")
+        ref_x = rec.full_compute_seconds if cost == "compute_seconds" else 1.0
+        if ref_x is not None:
+            ax.plot([ref_x], [full], marker="D", markersize=9, color="black", linestyle="none",
+                    label="no pruning (≈ fraction 1.0 training alone)")
+        hit = table[(table["strategy"] == rec.strategy) & np.isclose(table["fraction"], rec.fraction or -1.0)]
+        if not hit.empty:
+            ax.scatter(x[hit.index], hit["mean_accuracy"] * 100, s=340, facecolors="none", edgecolors="red",
+                       linewidths=2, zorder=5, label=f"recommended: {rec.strategy} at {rec.fraction:g}")
+    if cost == "compute_seconds":
+        log_seconds_axis(ax, x)
+    ax.set_xlabel("total compute (s): cleaning + representation + scoring + training" if cost == "compute_seconds"
+                  else "relative work: kept_fraction_of_cleaned × sample_pass_fraction")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=10)
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return fig
+
+
+def log_seconds_axis(ax: Any, seconds: pd.Series) -> None:
+    """Log x when every value is positive (costs differ by factors, not by seconds), ticks in plain seconds."""
+    from matplotlib.ticker import FuncFormatter
+
+    if len(seconds) and (seconds > 0).all():
+        ax.set_xscale("log")
+        plain = FuncFormatter(lambda v, _: f"{v:g}")
+        ax.xaxis.set_major_formatter(plain)
+        if seconds.max() / seconds.min() < 20:  # within about a decade the minor ticks are the only labels
+            ax.xaxis.set_minor_formatter(plain)
+
+
 def figure_png(fig) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", bbox_inches="tight")
@@ -250,10 +333,11 @@ def markdown_table(frame: pd.DataFrame, digits: int = 4) -> str:
 
 
 class ReportParams(Params):
-    """How the pruning report picks its recommended fraction."""
+    """How the pruning report picks its recommended setting."""
 
-    tolerance: float = Field(0.005, ge=0, le=1, description="Recommended = the smallest fraction whose mean accuracy "
-                                                            "stays within this of full data (0.005 = 0.5 points).")
+    tolerance: float = Field(DEFAULT_TOLERANCE, ge=0, le=1,
+                             description="Recommended = the cheapest (strategy, fraction) whose mean accuracy is "
+                                         "within this of full data (0.002 = 0.2 points).")
 
 
 @dataclass(frozen=True)
@@ -269,6 +353,7 @@ class SweepReport:
     epochs: int
     sweep_ids: list[str]
     title: str
+    compute_title: str = "Test accuracy against total compute"
 
     def summary(self, n_expected: int) -> dict[str, Any]:
         """What pruning_report.json holds."""
@@ -291,8 +376,10 @@ def sweep_report(results: Iterable[Mapping[str, Any]], tolerance: float) -> Swee
     aucs = area_under_curves(table)
     rec = recommend(table, tolerance)
     n_seeds = "/".join(map(str, sorted(set(table["n_seeds"]))))
-    title = (f"Test accuracy against retained fraction ({results[0].get('n_clean', '?')} cleaned samples; "
-             f"{schedule}, {epochs} epochs at full data; mean ± std over {n_seeds} seeds)")
+    setting = (f"({results[0].get('n_clean', '?')} cleaned samples; {schedule}, {epochs} epochs at full data; "
+               f"mean ± std over {n_seeds} seeds)")
     return SweepReport(table=table, frame=report_frame(table, rec, aucs), aucs=aucs, rec=rec,
                        versus=versus_baseline(table), schedule=schedule, epochs=int(epochs),
-                       sweep_ids=sorted({str(r.get("sweep_id", "")) for r in results}), title=title)
+                       sweep_ids=sorted({str(r.get("sweep_id", "")) for r in results}),
+                       title=f"Test accuracy against retained fraction {setting}",
+                       compute_title=f"Test accuracy against total compute {setting}")

@@ -55,10 +55,12 @@ drops Spearman to 0.67, which is why the cap keeps `score_epochs` rather than ma
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 import torch
 from sklearn.cluster import KMeans
+from torch import nn
 
 from prune_dagster.core.embedding.pca import pca_embed
 from prune_dagster.core.errors import DatasetError
@@ -69,25 +71,24 @@ from prune_dagster.core.selection.strategies import (
     EMBEDDINGS,
     STRATEGIES,
     PruneParams,
-    ScoreConfig,
     ScoreParams,
     check_config,
     check_fraction,
     check_strategy,
 )
 from prune_dagster.core.training.model import PruneCNN
-from prune_dagster.core.training.train import TrainConfig, default_threads, to_tensor, train_cnn
+from prune_dagster.core.training.train import TrainParams, default_threads, to_tensor, train_any
 
 # Re-exported: callers import the whole score-based pruning API from here.
-__all__ = ["EMBEDDINGS", "STRATEGIES", "PruneParams", "ScoreConfig", "ScoreParams", "budget", "ccs_select",
+__all__ = ["EMBEDDINGS", "STRATEGIES", "PruneParams", "ScoreParams", "ScoreParams", "budget", "ccs_select",
            "centroid_distances", "check_config", "compute_scores", "el2n_scores", "fit_subset", "forgetting_scores",
            "prune_to_fraction", "select_from_scores"]
 
 PCA_COMPONENTS = 32
 
 
-def _check_data(images: np.ndarray, labels: np.ndarray, n_classes: int) -> None:
-    if images.ndim != 4 or len(images) != len(labels):
+def _check_data(images: Any, labels: np.ndarray, n_classes: int) -> None:
+    if (isinstance(images, np.ndarray) and images.ndim != 4) or len(images) != len(labels):
         raise DatasetError(f"images {images.shape} and labels {np.shape(labels)}: expected (N, H, W, C) and (N,)")
     if len(labels) and (labels.min() < 0 or labels.max() >= n_classes):
         raise DatasetError(f"labels must lie in [0, {n_classes}); found {labels.min()}..{labels.max()}")
@@ -133,13 +134,15 @@ def fit_subset(labels: np.ndarray, n_fit: int, seed: int) -> np.ndarray | None:
 
 
 @torch.no_grad()
-def _infer(model: PruneCNN, images: np.ndarray, batch_size: int, embed: bool = False) -> np.ndarray:
-    """Softmax probabilities (or penultimate features) of all rows, converting one batch at a time."""
+def _infer(model: nn.Module, images: Any, batch_size: int, embed: bool = False) -> np.ndarray:
+    """Softmax probabilities (or penultimate features) of all rows, converting one batch at a time
+    (`images`: pixels, or a table's or texts' `Encoded` rows)."""
     model.eval()
-    width = model.fc1.out_features if embed else model.fc2.out_features
+    width = model.fc2.in_features if embed else model.fc2.out_features
     out = np.empty((len(images), width), dtype=np.float32)
+    image = isinstance(images, np.ndarray)
     for s in range(0, len(images), batch_size):
-        x = to_tensor(images[s:s + batch_size])
+        x = to_tensor(images[s:s + batch_size]) if image else images.x[s:s + batch_size]
         out[s:s + len(x)] = (model.features(x) if embed else torch.softmax(model(x), dim=1)).numpy()
     return out
 
@@ -176,9 +179,9 @@ def _scoring_runs_on(images: np.ndarray, labels: np.ndarray, n_classes: int, con
         def on_epoch(epoch: int, model: PruneCNN, run: int = k) -> None:
             correct[run, epoch] = _infer(model, images, batch).argmax(1) == labels
 
-        cfg = TrainConfig(epochs=config.score_epochs, batch_size=config.batch_size, lr=config.lr,
+        cfg = TrainParams(epochs=config.score_epochs, batch_size=config.batch_size, lr=config.lr,
                           seed=seed + k, threads=threads)
-        result = train_cnn(fit_x, fit_y, n_classes, cfg, feature_mask, on_epoch=on_epoch if track_epochs else None)
+        result = train_any(fit_x, fit_y, n_classes, cfg, feature_mask, on_epoch=on_epoch if track_epochs else None)
         if need_proba:
             probas[k] = _infer(result.model, images, batch)
         models.append(result.model)
@@ -262,7 +265,7 @@ def centroid_distances(embedding: np.ndarray, n_clusters: int = 0, seed: int = 0
 def _prototype_scores(images: np.ndarray, labels: np.ndarray, n_classes: int, config: ScoreParams, seed: int,
                       feature_mask: np.ndarray | None) -> np.ndarray:
     capped = 0 < config.fit_sample < len(labels)
-    if config.prototype_embedding == "cnn":
+    if config.prototype_embedding == "cnn" or not isinstance(images, np.ndarray):  # tables, texts: the model's
         one_run = config.model_copy(update={"score_seeds": 1})
         _, _, models = _scoring_runs(images, labels, n_classes, one_run, seed, feature_mask, track_epochs=False,
                                      need_proba=False)

@@ -188,7 +188,7 @@ def prepare(embeddings: np.ndarray, labels: np.ndarray | None = None,
 def select(index: list[GroupIndex], fraction: float) -> SemDedupResult:
     """Keep round(fraction x n_g) of every group, dropping semantic duplicates first."""
     if not 0.0 < fraction <= 1.0:
-        raise ConfigError(f"retained_fraction={fraction}; expected a share in (0, 1]")
+        raise ConfigError(f"target_fraction={fraction}; expected a share in (0, 1]")
     n = sum(len(g.rows) for g in index)
     result = SemDedupResult(kept=np.zeros(0, dtype=np.int64), scores=np.full(n, -1.0))
     keep = np.zeros(n, dtype=bool)
@@ -213,7 +213,7 @@ def semdedup_select(embeddings: np.ndarray, fraction: float, labels: np.ndarray 
     """Keep round(fraction x n) samples (per class with `per_class` and labels), dropping semantic
     duplicates first. Positions index `embeddings`; the caller maps them to ids."""
     if not 0.0 < fraction <= 1.0:  # before the clustering, which costs the most
-        raise ConfigError(f"retained_fraction={fraction}; expected a share in (0, 1]")
+        raise ConfigError(f"target_fraction={fraction}; expected a share in (0, 1]")
     return select(prepare(embeddings, labels, params), fraction)
 
 
@@ -225,10 +225,10 @@ def settings_from(scoring: ScoreParams, n: int) -> SemDedupParams:
 
 
 def semdedup_prune(embeddings: np.ndarray | None, labels: np.ndarray, prune: PruneParams) -> SemDedupResult:
-    """pruned_dataset's `strategy: semdedup`: keep `retained_fraction` of the rows of `embeddings` (the
+    """pruned_dataset's `strategy: semdedup`: keep `target_fraction` of the rows of `embeddings` (the
     shared representation's, for the step's input in order), reading the clustering settings from the
     step's own: n_clusters (0 = automatic), per_class, seed, fit_sample (0 = fit on all)."""
     if embeddings is None:
         raise ConfigError("pruned_dataset.strategy=semdedup needs embeddings, and representation.features='pixels' "
                           "has none: set representation.features to 'learned' or 'provided'")
-    return semdedup_select(embeddings, prune.retained_fraction, labels, settings_from(prune, len(embeddings)))
+    return semdedup_select(embeddings, prune.target_fraction, labels, settings_from(prune, len(embeddings)))

@@ -8,9 +8,9 @@ configs are built from them (`defs/config.py`), so a default or bound exists in 
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
-from pydantic import Field, ValidationError
+from pydantic import Field, ValidationError, model_validator
 
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.params import Params
@@ -44,8 +44,6 @@ class ScoreParams(Params):
                                                       "(class-stratified) and score all; 0 = fit on all.")
 
 
-# The name callers used before the settings became a validated model.
-ScoreConfig = ScoreParams
 DEFAULT_SCORING = ScoreParams()  # the defaults, as one immutable value for argument defaults
 
 
@@ -57,12 +55,25 @@ class PruneParams(ScoreParams):
                                                         "core/selection/scoring.py for each. semdedup: semantic "
                                                         "deduplication on the representation's embeddings "
                                                         "(core/selection/semdedup.py).")
-    retained_fraction: float = Field(0.8, gt=0, le=1, description="target_fraction: share of the cleaned set to "
-                                                                  "keep, in (0, 1]; 1.0 keeps everything.")
+    target_fraction: float = Field(0.8, gt=0, le=1, description="Share of the cleaned set to keep, in (0, 1]; 1.0 "
+                                                                "keeps everything. (The metric retained_fraction "
+                                                                "is what was kept of the whole training split.)")
     scores_from: Literal["representation", "own_runs"] = Field(
         "representation", description="el2n: representation = the EL2N the shared representation's fold runs "
         "computed (nothing trained twice; own runs when the representation has none); own_runs = train "
         "score_seeds short runs here. Other strategies always compute their own scores.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, values: Any) -> Any:
+        if isinstance(values, dict) and "retained_fraction" in values:
+            raise ValueError(RENAMED)
+        return values
+
+
+# The setting's old name is refused with this one line (the CLI, the Launchpad and the Python API say the same).
+RENAMED = ("retained_fraction was renamed target_fraction (the share of the cleaned set to keep); "
+           "retained_fraction is now only the metric kept / training split")
 
 
 def check_config(config: ScoreParams) -> None:

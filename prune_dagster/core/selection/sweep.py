@@ -24,7 +24,7 @@ from typing import Any, Literal, get_args
 import numpy as np
 from pydantic import Field
 
-from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.dataset import Dataset, content_of
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.ledger import Selection
 from prune_dagster.core.selection.dynamic import make_epoch_plan
@@ -36,9 +36,11 @@ from prune_dagster.core.selection.semdedup import select as semdedup_select
 from prune_dagster.core.selection.semdedup import settings_from as semdedup_settings
 from prune_dagster.core.selection.strategies import SELECT_STRATEGIES, STRATEGIES, ScoreParams
 from prune_dagster.core.training.augment import AugmentParams
-from prune_dagster.core.training.inputs import training_arrays
+from prune_dagster.core.training.encoders import Encoded, encode
+from prune_dagster.core.training.final import train_final
+from prune_dagster.core.training.inputs import training_content
 from prune_dagster.core.training.shared import SharedRepresentation
-from prune_dagster.core.training.train import EpochPlan, OptimizerParams, TrainParams, accuracy, train_cnn
+from prune_dagster.core.training.train import EpochPlan, OptimizerParams, TrainParams, predict_any
 
 DEFAULT_FRACTIONS: tuple[float, ...] = tuple(round(0.1 * k, 1) for k in range(1, 11))
 Schedule = Literal["same_steps", "same_epochs"]
@@ -129,10 +131,11 @@ def torch_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
-def clean_view(dataset: Dataset, selection: Selection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, images, labels) of the kept samples in dataset order: the cleaned set the sweep prunes."""
+def clean_view(dataset: Dataset, selection: Selection) -> tuple[np.ndarray, Any, np.ndarray]:
+    """(ids, content, labels) of the kept samples in dataset order: the cleaned set the sweep prunes
+    (content: images, table rows or texts)."""
     pos = np.sort(dataset.index_of(selection.kept_ids))
-    return dataset.ids[pos], dataset.images[pos], dataset.labels[pos]
+    return dataset.ids[pos], content_of(dataset, pos), dataset.labels[pos]
 
 
 @dataclass
@@ -146,6 +149,12 @@ class SweepScores:
     seed: int
     seconds: dict[str, float] = field(default_factory=dict)
     embeddings: np.ndarray | None = None  # the representation's, when a selecting strategy (semdedup) is swept
+    # What every swept model also paid for: training passes of each score's runs, the shared
+    # representation (seconds, fold-model passes) and the cleaning chain's seconds (see partition_result).
+    sample_passes: dict[str, int] = field(default_factory=dict)
+    representation_seconds: float = 0.0
+    representation_passes: int = 0
+    cleaning_seconds: float = 0.0
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Mean and 10th / 90th percentile of each strategy's score (for the asset's metadata)."""
@@ -166,13 +175,29 @@ def sweep_embeddings(strategies: Sequence[str], representation: SharedRepresenta
     return embeddings
 
 
+def scoring_passes(source: str, n: int, config: ScoreParams, kind: str) -> int:
+    """Training sample passes of one score's runs, as core/selection/scoring.py makes them: el2n and
+    forgetting train `score_seeds` runs of `score_epochs` on at most `fit_sample` samples; prototypes one
+    run when they embed with the CNN (always for tables and texts), none with PCA; random none."""
+    n_fit = n if config.fit_sample == 0 else min(n, config.fit_sample)
+    if source in ("el2n", "forgetting"):
+        return config.score_seeds * config.score_epochs * n_fit
+    if source.startswith("prototype") and (config.prototype_embedding == "cnn" or kind != "image"):
+        return config.score_epochs * n_fit
+    return 0
+
+
 def compute_sweep_scores(strategies: Sequence[str], dataset: Dataset, selection: Selection,
                          params: SweepScoreParams, representation: SharedRepresentation | None = None) -> SweepScores:
     """Every static strategy's score on the cleaned set, computed once; ccs reuses el2n's scores and
     prototype_hard prototype_easy's. Dynamic strategies (EPOCH_PLANS) have none; selecting ones
     (semdedup) keep the representation's embeddings and select per fraction in the trainer."""
-    ids, images, labels = clean_view(dataset, selection)
+    ids, content, labels = clean_view(dataset, selection)
     embeddings = sweep_embeddings(strategies, representation, ids)
+    own_runs = any(SHARED_SCORES.get(s, s) not in ("random",) for s in strategies
+                   if s not in EPOCH_PLANS and s not in SELECT_STRATEGIES)
+    images = content if dataset.kind == "image" or not own_runs else encode(
+        dataset.kind, content, dataset.n_classes, kept_features=selection.kept_features)
     score_params = ScoreParams.of(params)
     scores: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
@@ -187,8 +212,13 @@ def compute_sweep_scores(strategies: Sequence[str], dataset: Dataset, selection:
                                                 params.seed, selection.feature_mask)
                 seconds[source] = round(time.perf_counter() - start, 3)
             scores[strategy] = scores[source]
+    passes = {s: scoring_passes(s, len(ids), score_params, dataset.kind) for s in seconds}
     return SweepScores(ids=ids, labels=labels, scores={s: scores[s] for s in strategies if s in scores},
-                       score_config=score_params, seed=params.seed, seconds=seconds, embeddings=embeddings)
+                       score_config=score_params, seed=params.seed, seconds=seconds, embeddings=embeddings,
+                       sample_passes=passes,
+                       representation_seconds=0.0 if representation is None else float(representation.seconds),
+                       representation_passes=0 if representation is None else int(representation.sample_passes),
+                       cleaning_seconds=round(sum(r.seconds for r in selection.history), 3))
 
 
 @dataclass
@@ -212,15 +242,18 @@ class SweepTrainer:
         if not np.array_equal(ids, scores.ids):
             raise ConfigError("sweep_scores was computed on another cleaned set than the current features_selected; "
                               "materialize sweep_scores again (sweep_job does both)")
+        resolved = OptimizerParams.of(config).for_kind(raw.kind)  # epochs and lr at 0: the kind's defaults
+        config = config.model_copy(update={"epochs": resolved.epochs, "lr": resolved.lr})
         self.raw, self.selection, self.scores, self.config = raw, selection, scores, config
         self.clean_pos = np.sort(raw.index_of(ids))
         self.n_clean = len(ids)
         test_pos = raw.index_of(selection.test_ids)
-        self.x_test, self.y_test = raw.images[test_pos], raw.labels[test_pos]
-        self.n_full = len(training_arrays(raw, selection, self.clean_pos)[1])
+        self.x_test, self.y_test = content_of(raw, test_pos), raw.labels[test_pos]
+        self.n_full = len(training_content(raw, selection, self.clean_pos)[1])
         self.trained: dict[tuple[str, int, int], dict[str, Any]] = {}  # (kept digest, seed, epochs) → model
         self.n_trained, self.train_seconds = 0, 0.0
         self.semdedup_index: list[GroupIndex] | None = None  # clustered once, then each fraction selects
+        self.semdedup_seconds = 0.0  # semdedup's "scoring": clustering the embeddings
 
     def semdedup_kept(self, fraction: float) -> np.ndarray:
         """semdedup's kept positions at `fraction`, with the score settings' clusters, per_class and seed
@@ -230,7 +263,9 @@ class SweepTrainer:
                 raise ConfigError("sweep_scores holds no embeddings for semdedup; materialize sweep_scores again "
                                   "with semdedup among the sweep's strategies")
             settings = semdedup_settings(self.scores.score_config, self.n_clean)
+            start = time.perf_counter()
             self.semdedup_index = prepare(self.scores.embeddings, self.labels, settings)
+            self.semdedup_seconds = round(time.perf_counter() - start, 3)
         return semdedup_select(self.semdedup_index, fraction).kept
 
     def kept(self, strategy: str, fraction: float, seed: int) -> np.ndarray:
@@ -246,16 +281,17 @@ class SweepTrainer:
         return select_from_scores(strategy, scores, self.labels, self.raw.n_classes, fraction, seed,
                                   self.scores.score_config)
 
-    def _fit(self, x: np.ndarray, y: np.ndarray, epochs: int, seed: int, plan: EpochPlan | None) -> dict[str, Any]:
+    def _fit(self, x: Any, y: np.ndarray, epochs: int, seed: int, plan: EpochPlan | None) -> dict[str, Any]:
         cfg = self.config
-        augment = AugmentParams.of(cfg)
-        result = train_cnn(x, y, self.raw.n_classes, TrainParams(
-            epochs=epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed),
-            self.selection.feature_mask, epoch_plan=plan, augment=augment)
+        train = TrainParams(**{**OptimizerParams.of(cfg).model_dump(), "epochs": epochs, "seed": seed})
+        result, encoder, _ = train_final(self.raw.kind, x, y, self.raw.n_classes, train, self.selection.feature_mask,
+                                         self.selection.kept_features, plan, AugmentParams.of(cfg))
         self.n_trained += 1
         self.train_seconds += result.seconds
         steps = float(epochs * math.ceil(len(y) / cfg.batch_size)) if plan is None else float("nan")
-        return {"test_accuracy": accuracy(result.model, self.x_test, self.y_test),
+        test = self.x_test if encoder is None else Encoded(encoder.tensor(self.x_test), encoder, self.raw.n_classes)
+        accuracy = float((predict_any(result.model, test).argmax(1) == self.y_test).mean())
+        return {"test_accuracy": accuracy,
                 "train_seconds": round(result.seconds, 3), "sample_passes": float(result.sample_passes),
                 "optimizer_steps": steps, "run_id": None}
 
@@ -263,7 +299,7 @@ class SweepTrainer:
         """The model for (strategy, fraction, seed); identical static training sets share one model."""
         cfg = self.config
         kept = self.kept(strategy, fraction, seed)
-        x, y = training_arrays(self.raw, self.selection, self.clean_pos[kept])  # as trained_model trains
+        x, y = training_content(self.raw, self.selection, self.clean_pos[kept])  # as trained_model trains
         epochs = epochs_for(len(y), self.n_full, cfg.epochs, cfg.batch_size, cfg.schedule)
         plan = EPOCH_PLANS[strategy](fraction, len(y), epochs) if strategy in EPOCH_PLANS else None
         key = (hashlib.blake2b(kept.astype(np.int64).tobytes(), digest_size=16).hexdigest(), seed, epochs)
@@ -286,6 +322,34 @@ class SweepTrainer:
 LogRun = Callable[[str, dict[str, str], dict[str, Any], dict[str, float], float], str]
 
 
+def scoring_cost(strategy: str, trainer: SweepTrainer) -> tuple[float, int]:
+    """(seconds, sample passes) the strategy's selection cost before training: its score (ccs shares
+    el2n's, prototype_hard prototype_easy's), semdedup's clustering; 0 for random (a fresh draw per
+    seed) and dynamic strategies (their selection happens inside training)."""
+    if strategy == "random" or strategy in EPOCH_PLANS:
+        return 0.0, 0
+    if strategy in SELECT_STRATEGIES:
+        return trainer.semdedup_seconds, 0
+    source = SHARED_SCORES.get(strategy, strategy)
+    return trainer.scores.seconds.get(source, 0.0), trainer.scores.sample_passes.get(source, 0)
+
+
+def partition_compute(strategy: str, runs: Sequence[SeedRun], trainer: SweepTrainer) -> dict[str, float]:
+    """Total compute of one partition's model: cleaning chain + shared representation + the strategy's
+    scoring + training (mean over seeds; a shared full-data model counts its full training), reused work
+    included: what a fresh run of the setting costs. The "no pruning" reference (every step off, no
+    representation) is not trained by the sweep: the report approximates its cost by the fraction 1.0
+    cell's training alone (`train_seconds`)."""
+    scores = trainer.scores
+    score_seconds, score_passes = scoring_cost(strategy, trainer)
+    train_seconds = float(np.mean([r.metrics["train_seconds"] for r in runs]))
+    train_passes = float(np.mean([r.metrics["sample_passes"] for r in runs]))
+    return {"compute_seconds": round(scores.cleaning_seconds + scores.representation_seconds + score_seconds
+                                     + train_seconds, 3),
+            "compute_sample_passes": float(scores.representation_passes + score_passes + train_passes),
+            "scoring_seconds": score_seconds}
+
+
 def partition_result(key: str, runs: Sequence[SeedRun], run_ids: Sequence[str], seeds: Sequence[int],
                      trainer: SweepTrainer) -> dict[str, Any]:
     """One partition's result over its seeds: what `pruning_report` and the results table read."""
@@ -299,6 +363,7 @@ def partition_result(key: str, runs: Sequence[SeedRun], run_ids: Sequence[str], 
         "seeds": list(seeds), "accuracies": acc, "mean_accuracy": mean, "std_accuracy": std,
         "train_seconds": [r.metrics["train_seconds"] for r in runs], "epochs": first.epochs,
         "epochs_full_data": trainer.config.epochs, "schedule": trainer.config.schedule, "mlflow_run_ids": list(run_ids),
+        **partition_compute(strategy, runs, trainer),
     }
 
 

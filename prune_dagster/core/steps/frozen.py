@@ -1,11 +1,11 @@
 """What a step's incremental functions see: the last full prune (`OldRun`) and a batch of new samples
 (`NewBatch`).
 
-Each step module that the incremental index covers offers `freeze(old, params, mapper)` (what the
-index keeps for it, computed once from the last full prune) and `decide(frozen, params, batch, mapper)`
-(mark the batch's new samples it would remove, or raise `NeedsFullPrune` when they would change a
-decision about an old sample). `prune_dagster.core.incremental.PruneIndex` loops over the pipeline's
-steps and calls them in order.
+Each step module that the incremental index covers offers `decide(state, params, batch, mapper)` (mark
+the batch's new samples it would remove, or raise `NeedsFullPrune` when they would change a decision
+about an old sample), where `state` is what the step's own `run` left in the Selection, optionally
+finished by `freeze(state, old)` (e.g. stored pixels looked up by position). `PruneIndex` in
+`prune_dagster.core.incremental` loops over the pipeline's steps and calls them in order.
 """
 
 from __future__ import annotations
@@ -26,43 +26,22 @@ class NeedsFullPrune(Exception):  # noqa: N818 (a decision, not an error)
 
 @dataclass
 class OldRun:
-    """The last full prune: its dataset and its final Selection (kept ids, ledger, step records)."""
+    """The last full prune: its dataset, its final Selection (kept ids, ledger, step records and the
+    state each step's `run` left for the index) and its shared representation (its fold models predict
+    new samples), for the steps' `freeze`."""
 
     dataset: Dataset
     selection: Selection
-    step: str = ""  # the step being frozen (set by the index before it calls the step's `freeze`)
-
-    def _removed_from(self, steps: list[str]) -> np.ndarray:
-        ledger = self.selection.ledger
-        return ledger.loc[ledger["step"].isin(steps), "id"].to_numpy(dtype=object)
-
-    def _ids_from(self, first: int) -> np.ndarray:
-        """Kept ids plus the ids removed by the recorded steps from position `first` on (the steps
-        ran in the order of `selection.history`)."""
-        later = [r.step for r in self.selection.history[first:]]
-        return np.concatenate([np.asarray(self.selection.kept_ids, dtype=object), self._removed_from(later)])
-
-    def _position(self, step: str) -> int:
-        for i, record in enumerate(self.selection.history):
-            if record.step == step:
-                return i
-        raise KeyError(step)
-
-    def input_positions(self, step: str | None = None) -> np.ndarray:
-        """Sorted dataset positions of the samples that entered `step` (default: the one being frozen)."""
-        return np.sort(self.dataset.index_of(self._ids_from(self._position(step or self.step))))
-
-    def output_positions(self, step: str | None = None) -> np.ndarray:
-        """Sorted dataset positions of the samples `step` kept (kept at the end, or removed later)."""
-        return np.sort(self.dataset.index_of(self._ids_from(self._position(step or self.step) + 1)))
+    representation: Any = None  # core.training.shared.SharedRepresentation (kept untyped: no torch import)
 
 
 @dataclass
 class NewBatch:
-    """New samples being decided; `drop` records a removal by the step being decided (`step`)."""
+    """New samples being decided; `drop` records a removal by the step being decided (`step`).
+    `content`: their images, table rows or texts (the old dataset's kind)."""
 
     ids: np.ndarray
-    images: np.ndarray
+    content: Any
     labels: np.ndarray
     alive: np.ndarray = field(init=False)
     step: str = ""
@@ -72,6 +51,26 @@ class NewBatch:
         self.ids = np.asarray(self.ids, dtype=object)
         self.labels = np.asarray(self.labels, dtype=np.int64)
         self.alive = np.ones(len(self.ids), dtype=bool)
+
+    @property
+    def kind(self) -> str:
+        return "table" if isinstance(self.content, pd.DataFrame) else "image" if np.ndim(self.content) == 4 else "text"
+
+    @property
+    def images(self) -> np.ndarray:
+        return self.content
+
+    def take(self, rows: np.ndarray) -> Any:
+        """The content of the batch rows `rows`."""
+        if self.kind == "table":
+            return self.content.iloc[rows].reset_index(drop=True)
+        return self.content[rows]
+
+    def as_dataset(self) -> Dataset:
+        """The batch as a Dataset of its kind (class names are placeholders: labels index the old ones)."""
+        names = tuple(str(c) for c in range(int(self.labels.max(initial=0)) + 1))
+        return Dataset(ids=self.ids, labels=self.labels, class_names=names, source="new batch",
+                       **{{"image": "images", "table": "table", "text": "texts"}[self.kind]: self.content})
 
     def live(self) -> np.ndarray:
         """Positions of the new samples no step has removed yet."""

@@ -69,7 +69,8 @@ from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.infra.parallel import Mapper, row_blocks, serial_map
 from prune_dagster.core.ledger import StepResult, removed_frame
 from prune_dagster.core.params import Params
-from prune_dagster.core.steps.frozen import NewBatch, OldRun
+from prune_dagster.core.steps.base import StepInputs
+from prune_dagster.core.steps.frozen import NewBatch
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,12 @@ CHECKS: tuple[Check, ...] = (
 REASONS = tuple(c.reason for c in CHECKS)
 STATISTICS = ("brightness", "bright_end", "dark_end", "contrast", "sharpness", "entropy", "colourfulness",
               "log_size", "elongation")
+DESCRIPTION = ("Removes images that are robust outliers (median ± k·MAD) on brightness, contrast, sharpness, "
+               "entropy, colourfulness, or the original size or aspect ratio of the file; the ledger names the "
+               "check and its robust z. Off by default (see PropertyStepParams). Size and aspect are judged where "
+               "the source recorded each file's size before resizing (an image folder); array sources skip them.")
+REMOVES = "dark, light, low-contrast, blurry, low-information, odd-size or odd-aspect images (off by default)"
+KEY_SETTINGS = ("k",)
 SCORE_MEANING = ("robust z of the statistic named by the reason: (value - median) / max(1.4826 x MAD, floor) "
                  "over the step's input; negative below the median (dark, blurry, ...)")
 # Rows per block: the percentile sort holds a float64 copy of the block (4096 x 64 x 64 px = 128 MB).
@@ -140,6 +147,9 @@ class PropertyStepParams(ImagePropertyParams):
 
     enabled: bool = Field(default=False, description="true: run the checks (off by default: with k = 5 it "
                                                      "flags 1 of 1,438 clean sklearn digits)")
+
+
+PARAMS = PropertyStepParams
 
 
 def _luma(images: np.ndarray) -> np.ndarray:
@@ -275,7 +285,11 @@ def find_property_issues(ids: np.ndarray, images: np.ndarray, params: ImagePrope
     if not params.enabled or len(ids) < 3 or not params.checks:
         return StepResult(removed=removed_frame(), metadata={"flagged_by_check": {}, "thresholds": {}})
     table = image_statistics(images, original_sizes, mapper=mapper)
-    fitted = fit_thresholds(table, params.checks)
+    return flag_table(ids, table, fit_thresholds(table, params.checks), params)
+
+
+def flag_table(ids: np.ndarray, table: pd.DataFrame, fitted: Thresholds, params: ImagePropertyParams) -> StepResult:
+    """One ledger row per image that fails a fitted check (the check it fails by the most)."""
     z = robust_z(table, fitted)
     flags = flag_matrix(z, params.k)
     rows, reasons, scores = _worst_check(z, flags)
@@ -299,13 +313,21 @@ def describe_thresholds(fitted: Thresholds, k: float) -> dict[str, dict[str, flo
     return out
 
 
-def freeze(old: OldRun, params: ImagePropertyParams, mapper: Mapper = serial_map) -> Thresholds | None:
-    """The last prune's medians and units, from the images that entered the step (a new batch carries
-    no original sizes, so incremental runs skip odd_size / odd_aspect)."""
-    if not params.enabled or not params.checks:
-        return None
-    images = old.dataset.images[old.input_positions()]
-    return fit_thresholds(image_statistics(images, mapper=mapper), params.checks)
+def run(params: PropertyStepParams, inputs: StepInputs) -> StepResult:
+    """The checks on the kept images, with the original sizes where the source recorded them; the
+    fitted medians and units are what incremental pruning keeps (a new batch carries no original
+    sizes, so there odd_size / odd_aspect never flag)."""
+    if inputs.kind != "image":
+        return StepResult(removed=removed_frame(), metadata={"skipped": f"image checks; the data is {inputs.kind}"})
+    sizes = inputs.dataset.original_sizes
+    kept_sizes = None if sizes is None else np.asarray(sizes)[inputs.positions]
+    if not params.checks or len(inputs.ids) < 3:
+        return StepResult(removed=removed_frame(), metadata={"flagged_by_check": {}, "thresholds": {}}, state=None)
+    table = inputs.supply(image_statistics)(inputs.images, kept_sizes)
+    fitted = fit_thresholds(table, params.checks)
+    result = flag_table(inputs.ids, table, fitted, params)
+    result.state = fitted
+    return result
 
 
 def decide(frozen: Thresholds | None, params: ImagePropertyParams, batch: NewBatch,

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -11,20 +11,41 @@ from pydantic import Field
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from sklearn.decomposition import PCA
-from sklearn.neighbors import NearestNeighbors
 
 from prune_dagster.core.embedding.full_res import confirmed, full_resolution_scale
+from prune_dagster.core.embedding.groups import merge_new
 from prune_dagster.core.embedding.neighbors import radius_pairs
-from prune_dagster.core.embedding.pca import FIT_SAMPLE, flatten
+from prune_dagster.core.embedding.views import (
+    NN_SAMPLE,
+    ONE_PIXEL_SHIFTS,
+    fit_views_basis,
+    median_nn_distance,
+    near_duplicate_views,
+    nn_sample_rows,
+    project_views,
+)
 from prune_dagster.core.errors import ConfigError
-from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map
+from prune_dagster.core.infra.parallel import Mapper, serial_map
 from prune_dagster.core.ledger import StepResult, removed_frame
 from prune_dagster.core.params import Params
-from prune_dagster.core.steps.frozen import NeedsFullPrune, NewBatch, OldRun
+from prune_dagster.core.steps.base import StepInputs, content_of
+from prune_dagster.core.steps.frozen import NewBatch, OldRun
+
+# Re-exported: the near-duplicate API in one place for callers (benchmarks, tests).
+__all__ = ["ONE_PIXEL_SHIFTS", "NearDedupParams", "find_near_duplicates", "median_nn_distance",
+           "near_duplicate_views", "project_views", "run"]
 
 KEEP_POLICIES = ("first", "most_typical")
-SCORE_MEANING = ("distance to the kept member of its group, in median nearest-neighbour distances "
-                 "(the closest of the sample's shifted views)")
+SCORE_MEANING = ("distance to the kept member of its group: images, in median nearest-neighbour distances (the "
+                 "closest of the sample's shifted views); texts, 1 - the Jaccard similarity of their shingles; "
+                 "tables, the largest relative difference of a number, in tolerances")
+DESCRIPTION = ("Groups samples closer than the threshold (radius graph + union-find) and keeps one per group. "
+               "By default each image is compared as itself and as its one-pixel shifts, brightness-normalised, "
+               "in PCA space, each candidate pair confirmed on the full-resolution pixels, so shifted and "
+               "re-exposed copies count as duplicates too; `embedding: representation` compares the shared "
+               "representation's embeddings instead.")
+REMOVES = "all but one of each group of near copies (shifted, re-exposed, re-encoded)"
+KEY_SETTINGS = ("threshold", "text_jaccard", "table_tolerance")
 
 
 class NearDedupParams(Params):
@@ -39,75 +60,20 @@ class NearDedupParams(Params):
                                                                       "to the group's mean)")
     n_components: int = Field(default=32, ge=1, le=4096, description="PCA components of the embedding")
     seed: int = Field(default=0, ge=0, description="seed of the PCA fit sample")
-    embedding: Literal["pixels", "representation"] = Field(
-        default="pixels", description="pixels: brightness-normalised PCA views with one-pixel shifts (finds "
-        "copies); representation: the shared representation's embeddings (learned or provided): finds "
-        "semantically close samples, not only copies")
-
-# One-pixel rolls (axis of an (N, H, W, C) array, step) that `near_duplicate_views` also embeds.
-ONE_PIXEL_SHIFTS: tuple[tuple[int, int], ...] = ((1, 1), (1, -1), (2, 1), (2, -1))
-
-# The median nearest-neighbour distance (the radius' unit) is measured on at most this many rows,
-# nearest neighbours within that seeded sample: exact below it, and above it the spacing "as at
-# 10k", so one threshold means the same closeness at every dataset size.
-NN_SAMPLE = 10_000
-NN_SEED = 0
-# `near_duplicate_views` projects row blocks of this size, this many blocks per mapper call (which
-# bounds the block results held at once to ~170 MB at k=32).
-VIEW_BLOCK_ROWS = BLOCK_ROWS
-_VIEW_BLOCKS_PER_CALL = 4
+    embedding: Literal["raw", "representation"] = Field(
+        default="raw", description="raw: the kind's own search (images: brightness-normalised PCA views with "
+        "one-pixel shifts, confirmed at full resolution; texts: MinHash LSH, confirmed by exact Jaccard; "
+        "tables: numbers within table_tolerance, categories equal): finds copies; representation: the shared "
+        "representation's embeddings (learned or provided): finds semantically close samples, not only copies")
+    text_jaccard: float = Field(default=0.8, gt=0.0, le=1.0, description="texts: pairs whose shingle sets have "
+                                "at least this exact Jaccard similarity are near duplicates")
+    num_perm: int = Field(default=128, ge=16, le=1024, description="texts: MinHash permutations of the LSH index")
+    table_tolerance: float = Field(default=0.01, ge=0.0, lt=1.0, description="tables: rows whose categories "
+                                   "agree and whose every number agrees within this share of the larger "
+                                   "(|a - b| <= tolerance x max(|a|, |b|)) are near duplicates")
 
 
-def _unit_rows(x: np.ndarray, norms: np.ndarray) -> np.ndarray:
-    return x / np.where(norms > 0, norms, 1.0)
-
-
-def _views_block(block: np.ndarray, pca: PCA, shifts: tuple[tuple[int, int], ...]) -> np.ndarray:
-    """(1 + len(shifts), rows, k) views of one row block of images (a mapper work function)."""
-    x = flatten(block)
-    norms = np.linalg.norm(x, axis=1, keepdims=True)
-    out = np.empty((1 + len(shifts), len(block), pca.n_components_), dtype=np.float32)
-    out[0] = pca.transform(_unit_rows(x, norms))
-    for v, (axis, step) in enumerate(shifts, start=1):
-        out[v] = pca.transform(_unit_rows(flatten(np.roll(block, step, axis=axis)), norms))
-    return out
-
-
-def near_duplicate_views(images: np.ndarray, n_components: int = 32, seed: int = 0,
-                         shifts: tuple[tuple[int, int], ...] = ONE_PIXEL_SHIFTS,
-                         mapper: Mapper = serial_map) -> np.ndarray:
-    """A (1 + len(shifts), N, k) float32 stack of embeddings that makes near duplicates tolerant of
-    a brightness change and a one-pixel shift; pass it to `find_near_duplicates` as `embedding`.
-
-    Each image is scaled to unit L2 norm (so a gain leaves it where it was, up to clipped pixels)
-    and projected on one PCA basis fitted to the unshifted images; view 0 is the image, view v its
-    v-th one-pixel roll. Measured on dirty digits (distances in median nearest-neighbour units): in
-    plain pixel PCA a one-pixel-shifted copy lies mostly 2-3.7 from its source and a 10-20%
-    brightness change up to 0.9, while 1% of clean digits have a neighbour within 0.56, so no radius
-    separates them (at threshold 0.3 it finds none of the shifts and 5-7% of the brightness changes);
-    in these views every planted copy lies within 0.31 of its source and fewer than 0.5% of clean
-    digits have a neighbour within 0.5. With the default threshold 0.3 the step found 97-100% of
-    the planted near duplicates and removed no clean digit (benchmarks/defects.py).
-
-    The basis is fitted on at most FIT_SAMPLE images; the projection runs in row blocks through
-    `mapper`, so only the output (V x N x k float32: 640 MB at 1M, k=32) is held at full size.
-    """
-    return project_views(images, fit_views_basis(images, n_components, seed), shifts, mapper)
-
-
-def nn_sample_rows(n: int, sample: int = NN_SAMPLE, seed: int = NN_SEED) -> np.ndarray:
-    """The rows the radius' unit is measured on: all `n` up to `sample`, else a sorted seeded sample."""
-    return np.arange(n) if n <= sample else np.sort(np.random.default_rng(seed).choice(n, sample, replace=False))
-
-
-def median_nn_distance(base: np.ndarray, sample: int = NN_SAMPLE, seed: int = NN_SEED) -> tuple[float, int]:
-    """(median of the non-zero nearest-neighbour distances, rows used): all rows up to `sample`,
-    else a seeded random `sample` of them with neighbours looked up within that sample."""
-    rows = base[nn_sample_rows(len(base), sample, seed)]
-    dist, _ = NearestNeighbors(n_neighbors=2).fit(rows).kneighbors(rows)
-    nn_dist = dist[:, 1]
-    return (float(np.median(nn_dist[nn_dist > 0])) if (nn_dist > 0).any() else 1.0), len(rows)
-
+PARAMS = NearDedupParams
 
 def linked_pairs(views: np.ndarray, radius: float, mapper: Mapper = serial_map, images: np.ndarray | None = None,
                  full_radius: float = np.inf) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
@@ -154,10 +120,36 @@ def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndar
     median distances (incremental pruning's check reuses the last full prune's).
     """
     views = _checked_views(embedding, threshold, keep)
-    base = views[0]
     n = len(ids)
     if n < 2 or threshold == 0:
         return StepResult(removed=removed_frame(), metadata={"groups": 0})
+    groups = near_duplicate_groups(views, threshold, keep, mapper, radius, images, full_radius)
+    return group_result(ids, labels, views, groups)
+
+
+@dataclass
+class Groups:
+    """The step's groups: component of each row, each component's size and kept row, the radii and counts."""
+
+    comp: np.ndarray
+    sizes: np.ndarray
+    survivor: np.ndarray  # kept row per component (-1 for components of one)
+    scale: float  # the median nearest-neighbour distance (the radius' unit)
+    radius: float
+    full: dict[str, float]  # {"full_resolution_scale": ...} when the pixels were checked
+    counts: dict[str, int]
+    nn_rows: int
+
+    @property
+    def full_radius(self) -> float:
+        return self.radius / self.scale * self.full.get("full_resolution_scale", np.inf)
+
+
+def near_duplicate_groups(views: np.ndarray, threshold: float, keep: str, mapper: Mapper = serial_map,
+                          radius: float | None = None, images: np.ndarray | None = None,
+                          full_radius: float | None = None) -> Groups:
+    """Connected components of the radius graph over (V, N, k) `views` (see find_near_duplicates)."""
+    base, n = views[0], views.shape[1]
     scale, nn_rows = median_nn_distance(base, NN_SAMPLE) if radius is None else (radius / threshold, 0)
     radius = threshold * scale if radius is None else radius
     full = {} if images is None else {"full_resolution_scale": full_resolution_scale(
@@ -166,24 +158,29 @@ def find_near_duplicates(ids: np.ndarray, embedding: np.ndarray, labels: np.ndar
     graph = coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n))
     n_groups, comp = connected_components(graph, directed=False)
     sizes = np.bincount(comp, minlength=n_groups)
-    survivor = _survivors(comp, sizes, base, keep)
-    members = np.flatnonzero(sizes[comp] > 1)
-    gone = members[survivor[comp[members]] != members]
-    gone = gone[np.lexsort((gone, comp[gone]))]  # group by group, members in dataset order
-    kept = survivor[comp[gone]]
+    return Groups(comp, sizes, _survivors(comp, sizes, base, keep), scale, radius, full, counts, int(nn_rows))
+
+
+def group_result(ids: np.ndarray, labels: np.ndarray, views: np.ndarray, g: Groups) -> StepResult:
+    """Ledger rows of every member but the survivor of each group, with the metadata the asset shows."""
+    base = views[0]
+    members = np.flatnonzero(g.sizes[g.comp] > 1)
+    gone = members[g.survivor[g.comp[members]] != members]
+    gone = gone[np.lexsort((gone, g.comp[gone]))]  # group by group, members in dataset order
+    kept = g.survivor[g.comp[gone]]
     labels = np.asarray(labels)
     reasons = np.where(labels[gone] == labels[kept], "near_duplicate", "near_duplicate_label_conflict").astype(object)
-    scores = np.linalg.norm(views[:, gone] - base[kept][None], axis=2).min(axis=0) / scale if len(gone) else []
+    scores = np.linalg.norm(views[:, gone] - base[kept][None], axis=2).min(axis=0) / g.scale if len(gone) else []
     removed = removed_frame(np.asarray(ids, dtype=object)[gone], reasons, scores)
     return StepResult(removed=removed, metadata={
-        "groups": int((sizes > 1).sum()),
-        "largest_group": int(sizes.max()) if len(sizes) else 0,
+        "groups": int((g.sizes > 1).sum()),
+        "largest_group": int(g.sizes.max()) if len(g.sizes) else 0,
         "views": int(len(views)),
-        "median_nn_distance": round(scale, 5),
-        "nn_sample": int(nn_rows),
-        "radius": round(radius, 5),
-        **{k: round(v, 5) for k, v in full.items()},
-        **counts,
+        "median_nn_distance": round(g.scale, 5),
+        "nn_sample": g.nn_rows,
+        "radius": round(g.radius, 5),
+        **{k: round(v, 5) for k, v in g.full.items()},
+        **g.counts,
         # removed id -> the kept id it duplicates (the gallery draws them side by side; not a ledger column)
         "duplicate_of": dict(zip(removed["id"].tolist(), np.asarray(ids, dtype=object)[kept].tolist(), strict=True)),
     })
@@ -223,64 +220,85 @@ def _survivors(comp: np.ndarray, sizes: np.ndarray, base: np.ndarray, keep: str)
     return survivor
 
 
-def fit_views_basis(images: np.ndarray, n_components: int = 32, seed: int = 0) -> PCA:
-    """The basis `near_duplicate_views` fits (same sample, same seed), for projecting later samples."""
-    n = len(images)
-    k = max(1, min(n_components, int(np.prod(images.shape[1:])), n))
-    rng = np.random.default_rng(seed)
-    fit = flatten(images if n <= FIT_SAMPLE else images[rng.choice(n, FIT_SAMPLE, replace=False)])
-    return PCA(n_components=k, random_state=seed).fit(_unit_rows(fit, np.linalg.norm(fit, axis=1, keepdims=True)))
-
-
-def project_views(images: np.ndarray, pca: PCA, shifts: tuple[tuple[int, int], ...] = ONE_PIXEL_SHIFTS,
-                  mapper: Mapper = serial_map) -> np.ndarray:
-    """(1 + len(shifts), N, k) views of `images` on a fitted basis (see `near_duplicate_views`)."""
-    out = np.empty((1 + len(shifts), len(images), pca.n_components_), dtype=np.float32)
-    blocks = row_blocks(len(images), VIEW_BLOCK_ROWS)
-    for c in range(0, len(blocks), _VIEW_BLOCKS_PER_CALL):
-        call = blocks[c:c + _VIEW_BLOCKS_PER_CALL]
-        for (s, e), block_views in zip(call, mapper(_views_block, [images[s:e] for s, e in call],
-                                                    {"pca": pca, "shifts": tuple(shifts)}), strict=True):
-            out[:, s:e] = block_views
-    return out
-
-
 @dataclass
 class NearIndex:
-    """What the incremental index keeps: the old step input's views on the old basis, its pixels, the
-    old radii and the old groups (with `keep="first"`, a group's survivor is its first member)."""
+    """What the incremental index keeps: the step input's views on its basis, the radii and the groups
+    (with `keep="first"`, a group's survivor is its first member), and the input's pixels for the
+    full-resolution check (`positions` into the dataset until `freeze` looks them up)."""
 
     basis: PCA
     radius: float
     scale: float  # the median nearest-neighbour distance the radius was measured in
     full_radius: float  # the radius of the full-resolution check
     views: np.ndarray  # (V, n_old, k) views of the old step input, in dataset order
-    pixels: np.ndarray  # (n_old, H, W, C) the old step input's images, for the full-resolution check
+    positions: np.ndarray  # dataset rows of the old step input
     comp: np.ndarray  # old group of each row of `views`
     survivor: np.ndarray  # row of each old group's survivor
     comp_label: np.ndarray  # label of each old group's survivor
+    pixels: np.ndarray | None = None  # (n_old, H, W, C) the old step input's images, set by `freeze`
 
 
-def freeze(old: OldRun, params: NearDedupParams, mapper: Mapper = serial_map) -> NearIndex:
-    """Recompute the last prune's views, radii and groups (about one pass of the step)."""
-    if params.keep != "first":
-        raise ConfigError("incremental pruning needs near_deduplicated.keep='first' (a 'most_typical' survivor "
-                          "moves whenever a group gains a member)")
-    if params.embedding != "pixels":  # new samples have no learned embedding until the next full prune
-        raise ConfigError("incremental pruning needs near_deduplicated.embedding='pixels'")
-    pos = old.input_positions()
-    images = np.asarray(old.dataset.images[pos], dtype=np.float32)
+def run(params: NearDedupParams, inputs: StepInputs) -> StepResult:
+    """Raw (default): images as views with one-pixel shifts, each pair confirmed at full resolution; the
+    state the index keeps is those views, radii and groups. Texts and tables: their own search
+    (core/kinds/near_groups.py). `embedding: representation`: the representation's embeddings, no pixel
+    check (and no incremental state)."""
+    learned = inputs.embeddings(params.embedding)
+    if learned is None and inputs.kind != "image":
+        return _kind_run(params, inputs)
+    if learned is not None:  # semantic closeness: no pixel check
+        result = inputs.supply(find_near_duplicates)(inputs.ids, learned[None], inputs.labels, params.threshold,
+                                                     params.keep)
+        result.state_note = "incremental pruning needs near_deduplicated.embedding='raw'"
+    else:
+        result, groups, views, basis = _pixel_groups(params, inputs)
+        if groups is None:  # threshold 0 (or a single sample): new samples are not compared either
+            pass
+        elif params.keep != "first":
+            result.state_note = ("incremental pruning needs near_deduplicated.keep='first' (a 'most_typical' "
+                                 "survivor moves whenever a group gains a member)")
+        else:
+            first = pd.Series(np.arange(len(groups.comp))).groupby(groups.comp).min().to_numpy()
+            result.state = NearIndex(basis=basis, radius=groups.radius, scale=groups.scale,
+                                     full_radius=groups.full_radius, views=views, positions=inputs.positions,
+                                     comp=groups.comp, survivor=first, comp_label=inputs.labels[first])
+    result.metadata["embedding"] = params.embedding
+    return result
+
+
+def _pixel_groups(params: NearDedupParams, inputs: StepInputs):
+    """(result, groups, views, basis) of the pixel search; groups is None when nothing is compared."""
+    images = inputs.images
     basis = fit_views_basis(images, params.n_components, params.seed)
-    views = project_views(images, basis, mapper=mapper)
-    scale = median_nn_distance(views[0])[0]
-    n = views.shape[1]
-    full_radius = params.threshold * full_resolution_scale(images, views[0], nn_sample_rows(n), ONE_PIXEL_SHIFTS)
-    i, j, _ = linked_pairs(views, params.threshold * scale, mapper, images, full_radius)
-    _, comp = connected_components(coo_matrix((np.ones(len(i), dtype=np.int8), (i, j)), shape=(n, n)),
-                                   directed=False)
-    first = pd.Series(np.arange(n)).groupby(comp).min().to_numpy()
-    return NearIndex(basis=basis, radius=params.threshold * scale, scale=scale, full_radius=full_radius,
-                     views=views, pixels=images, comp=comp, survivor=first, comp_label=old.dataset.labels[pos][first])
+    views = inputs.supply(project_views)(images, basis)
+    if len(inputs.ids) < 2 or params.threshold == 0:
+        return StepResult(removed=removed_frame(), metadata={"groups": 0}), None, views, basis
+    groups = near_duplicate_groups(views, params.threshold, params.keep, inputs.mapper, images=images)
+    return group_result(inputs.ids, inputs.labels, views, groups), groups, views, basis
+
+
+def _kind_run(params: NearDedupParams, inputs: StepInputs) -> StepResult:
+    """Texts and tables: their own pair search, groups, keep the first (core/kinds/near_groups.py)."""
+    from prune_dagster.core.kinds import near_groups
+
+    if inputs.kind == "text":
+        result, state = near_groups.text_groups(inputs.ids, inputs.content, inputs.labels, params.text_jaccard,
+                                                params.num_perm, params.seed, inputs.mapper)
+    else:
+        result, state = near_groups.table_groups(inputs.ids, inputs.content, inputs.labels, params.table_tolerance,
+                                                 inputs.positions, inputs.mapper)
+    result.state = state
+    result.metadata.update(embedding=params.embedding, keep="first")  # the first of each group, whatever `keep`
+    return result
+
+
+def freeze(state: Any, old: OldRun) -> Any:
+    """The old input's pixels or table rows, looked up by position (nothing recomputed)."""
+    if isinstance(state, NearIndex):
+        return replace(state, pixels=np.asarray(old.dataset.images[state.positions], dtype=np.float32))
+    if state.positions is not None:  # a table's old rows
+        return replace(state, index=content_of(old.dataset, state.positions))
+    return state
 
 
 def _links_to_old(frozen: NearIndex, new_views: np.ndarray, new_images: np.ndarray,
@@ -298,9 +316,17 @@ def _links_to_old(frozen: NearIndex, new_views: np.ndarray, new_images: np.ndarr
     return frozen.comp[old_row[ok]], new_row[ok]
 
 
-def decide(frozen: NearIndex, params: NearDedupParams, batch: NewBatch, mapper: Mapper = serial_map) -> None:
+def decide(frozen: Any, params: NearDedupParams, batch: NewBatch, mapper: Mapper = serial_map) -> None:
     """New samples within the radii of an old group or of an earlier new sample are removed; a new
     sample that would join two old groups needs a full prune (it would remove an old survivor)."""
+    if not isinstance(frozen, NearIndex):  # texts, tables
+        from prune_dagster.core.kinds import near_groups
+
+        if batch.kind == "text":
+            near_groups.decide_texts(frozen, batch, mapper)
+        else:
+            near_groups.decide_rows(frozen, params.table_tolerance, batch, mapper)
+        return
     live = batch.live()
     if not len(live) or params.threshold == 0:
         return
@@ -310,19 +336,7 @@ def decide(frozen: NearIndex, params: NearDedupParams, batch: NewBatch, mapper: 
     old_comp, new_of_old = _links_to_old(frozen, new_views, new_images, mapper)
     i2, j2, _ = linked_pairs(new_views, frozen.radius, mapper, new_images, frozen.full_radius)
     n_old_comp = int(frozen.comp.max()) + 1 if len(frozen.comp) else 0
-    # nodes: new samples 0..m-1, then old groups m..m+n_old_comp-1
-    rows, cols = np.concatenate([i2, new_of_old]), np.concatenate([j2, m + old_comp])
-    graph = coo_matrix((np.ones(len(rows), np.int8), (rows, cols)), shape=(m + n_old_comp,) * 2)
-    _, comp = connected_components(graph, directed=False)
-    old_in = np.unique(old_comp)
-    if pd.Series(comp[m + old_in]).duplicated().any():
-        raise NeedsFullPrune("a new sample joins two old near-duplicate groups (a full prune would keep only "
-                             "one of their survivors)")
-    comp_new = comp[:m]
-    owner = pd.Series(old_in, index=comp[m + old_in])  # merged component → the old group in it
-    has_old = pd.Index(owner.index).get_indexer(comp_new) >= 0
-    old_group = owner.reindex(comp_new).fillna(0).astype(int).to_numpy()
-    first_new = pd.Series(np.arange(m)).groupby(comp_new).transform("min").to_numpy()
+    has_old, old_group, first_new = merge_new(m, old_comp, new_of_old, i2, j2, n_old_comp)
     gone = has_old | (first_new != np.arange(m))
     labels = batch.labels[live]
     ref_label = np.where(has_old, frozen.comp_label[old_group], labels[first_new])

@@ -26,19 +26,20 @@ computes in float32 and changed its results with the query block size.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
 from sklearn.ensemble import IsolationForest
 from sklearn.neighbors import LocalOutlierFactor, NearestNeighbors
 
-from prune_dagster.core.embedding.pca import fit_pca, project
+from prune_dagster.core.embedding.raw_space import RawSpace
 from prune_dagster.core.errors import ConfigError
 from prune_dagster.core.infra.parallel import BLOCK_ROWS, Mapper, row_blocks, serial_map
 from prune_dagster.core.ledger import StepResult, removed_frame
 from prune_dagster.core.params import Params
+from prune_dagster.core.steps.base import StepInputs
 from prune_dagster.core.steps.frozen import NewBatch, OldRun
 
 METHODS = ("knn", "isolation_forest", "lof", "none")
@@ -56,6 +57,12 @@ MAX_NEIGHBORS = 256
 # Query rows per kneighbors call inside a block: bounds its (rows, k + 1) distances and indices.
 KNN_CHUNK = 4096
 SCORE_MEANING = "robust z of the anomaly score: (score - median) / (1.4826 x MAD) over the step's input"
+DESCRIPTION = ("Removes samples far from the rest of the data: by default the mean distance to the k nearest "
+               "neighbours (k = max(20, 2.5% of the reference), at most 256) in a PCA embedding of the pixels (or "
+               "the shared representation's embeddings), above an automatic robust threshold (IsolationForest and "
+               "LOF are options).")
+REMOVES = "samples far from every other (noise, inverted or foreign images)"
+KEY_SETTINGS = ("method", "z_threshold", "embedding")
 
 
 class OutlierParams(Params):
@@ -72,9 +79,13 @@ class OutlierParams(Params):
                                                                            "above median + z x 1.4826 x MAD")
     n_components: int = Field(default=64, ge=1, le=4096, description="PCA components of the embedding")
     seed: int = Field(default=0, ge=0, description="seed of the PCA fit and reference samples")
-    embedding: Literal["pixels", "representation"] = Field(
-        default="pixels", description="pixels: PCA of the pixels; representation: the shared "
-        "representation's embeddings (learned or provided), used as they are")
+    embedding: Literal["auto", "raw", "representation"] = Field(
+        default="auto", description="raw: a PCA of the raw features (pixels; standardised columns with one-hot "
+        "categories; TF-IDF through SVD for texts); representation: the shared representation's embeddings "
+        "(learned or provided), used as they are; auto: raw for images and tables, representation for texts")
+
+
+PARAMS = OutlierParams
 # Rows every model is fitted on / compared against: 1M rows cost ~90 CPU-s of kNN search (~1 min on
 # 2 cores); smaller references found fewer outliers (module docstring).
 REFERENCE_ROWS = 20_000
@@ -189,49 +200,82 @@ def find_outliers(ids: np.ndarray, embedding: np.ndarray, method: str = "knn",
         return StepResult(removed=removed_frame(), metadata={"threshold": None})
     scores = anomaly_scores(embedding, method, seed, reference_rows=reference_rows, mapper=mapper,
                             block_rows=block_rows)
+    return flag_scores(ids, scores, method, contamination, z_threshold, reference_rows)[0]
+
+
+def flag_scores(ids: np.ndarray, scores: np.ndarray, method: str, contamination: float, z_threshold: float,
+                reference_rows: int = REFERENCE_ROWS) -> tuple[StepResult, float, float, float]:
+    """(result, threshold, median, unit): the samples whose score passes the threshold, scored by robust z."""
+    med, unit = robust_scale(scores)
     if contamination > 0:
         threshold = float(np.quantile(scores, 1.0 - contamination))
-        out = scores > threshold
     else:
-        threshold = robust_threshold(scores, z_threshold)
-        out = scores > threshold
-    med, unit = robust_scale(scores)
+        threshold = med + z_threshold * unit
+    out = scores > threshold
     robust_z = (scores - med) / unit
     removed = removed_frame(np.asarray(ids, dtype=object)[out], f"outlier_{method}", robust_z[out])
     meta = {"threshold": round(threshold, 5), "method": method,
             "reference_rows": int(min(len(ids), reference_rows))}
-    return StepResult(removed=removed, metadata=meta)
+    return StepResult(removed=removed, metadata=meta), threshold, med, unit
 
 
 @dataclass
 class OutlierIndex:
-    """What the incremental index keeps: the old PCA basis, the old reference sample's embedding and
-    the old automatic threshold, with the median and unit of the old scores (for the robust z)."""
+    """What the incremental index keeps: the old raw-feature space (None: the learned representation,
+    whose fold models `freeze` attaches as `embed`), the old reference sample's embedding and the old
+    automatic threshold, with the median and unit of the old scores (for the robust z)."""
 
-    basis: object
+    space: RawSpace | None
     reference: np.ndarray
     threshold: float
     median: float
     unit: float
+    embed: Any = None  # content -> embeddings of new samples (set by `freeze`)
 
 
-def freeze(old: OldRun, params: OutlierParams, mapper: Mapper = serial_map) -> OutlierIndex | None:
-    """Recompute the last prune's embedding, reference and threshold (None: method `none`)."""
-    if params.method == "none":
-        return None
-    if params.embedding != "pixels":  # new samples have no learned embedding until the next full prune
-        raise ConfigError("incremental pruning needs outliers_removed.embedding='pixels'")
-    if params.method != "knn" or params.contamination != 0:
-        raise ConfigError(f"incremental pruning supports outliers_removed.method='knn' with the automatic "
-                          f"threshold; this prune used {params.method!r}, contamination {params.contamination}")
-    images = old.dataset.images[old.input_positions()]
-    basis = fit_pca(images, params.n_components, params.seed)
-    emb = project(images, basis, mapper=mapper)
-    del images
-    scores = anomaly_scores(emb, "knn", params.seed, mapper=mapper)
-    med, unit = robust_scale(scores)
-    return OutlierIndex(basis=basis, reference=emb[reference_positions(len(emb), seed=params.seed)],
-                        threshold=robust_threshold(scores, params.z_threshold), median=med, unit=unit)
+# Which embedding `auto` means for each kind (measured: benchmarks/real_text.py, real_table.py).
+AUTO_EMBEDDING = {"image": "raw", "table": "raw", "text": "representation"}
+
+
+def embedding_of(params: OutlierParams, kind: str) -> str:
+    return AUTO_EMBEDDING[kind] if params.embedding == "auto" else params.embedding
+
+
+def run(params: OutlierParams, inputs: StepInputs) -> StepResult:
+    """Scores on the representation's embeddings or a PCA of the pixels; with pixels, kNN and the
+    automatic threshold, the state the index keeps is the basis, the reference and the threshold."""
+    if not 0.0 <= params.contamination < 0.5:
+        raise ConfigError(f"contamination={params.contamination}; expected 0 (automatic) or a share in (0, 0.5)")
+    embedding = embedding_of(params, inputs.kind)
+    meta = {"embedding": embedding}
+    if params.method == "none" or len(inputs.ids) < 3:
+        return StepResult(removed=removed_frame(), metadata={"threshold": None, **meta})
+    emb = inputs.embeddings(embedding)
+    space = None
+    if emb is None:
+        space = RawSpace.fit(inputs.kind, inputs.content, params.n_components, params.seed)
+        emb = space.transform(inputs.content, inputs.mapper)
+    scores = inputs.supply(anomaly_scores)(emb, params.method, params.seed)
+    result, threshold, med, unit = flag_scores(inputs.ids, scores, params.method, params.contamination,
+                                               params.z_threshold)
+    result.metadata.update(meta)
+    learned = inputs.representation is not None and bool(inputs.representation.models)
+    if space is None and not learned:  # provided embeddings: new samples have none of their own
+        result.state_note = "incremental pruning needs outliers_removed.embedding 'raw' or a learned representation"
+    elif params.method != "knn" or params.contamination != 0:
+        result.state_note = (f"incremental pruning supports outliers_removed.method='knn' with the automatic "
+                             f"threshold; this prune used {params.method!r}, contamination {params.contamination}")
+    else:
+        result.state = OutlierIndex(space=space, reference=emb[reference_positions(len(emb), seed=params.seed)],
+                                    threshold=threshold, median=med, unit=unit)
+    return result
+
+
+def freeze(state: OutlierIndex, old: OldRun) -> OutlierIndex:
+    """New samples are embedded as the old were: through the raw space, or the representation's fold models."""
+    if state.space is not None:
+        return replace(state, embed=state.space.transform)
+    return replace(state, embed=old.representation.predictor().embed)
 
 
 def decide(frozen: OutlierIndex | None, params: OutlierParams, batch: NewBatch,
@@ -240,7 +284,7 @@ def decide(frozen: OutlierIndex | None, params: OutlierParams, batch: NewBatch,
     live = batch.live()
     if frozen is None or not len(live):
         return
-    emb = project(batch.images[live], frozen.basis, mapper=mapper)
+    emb = frozen.embed(batch.take(live), mapper)
     k = neighbour_count(len(frozen.reference))
     scores = NearestNeighbors(n_neighbors=k).fit(frozen.reference).kneighbors(emb)[0].mean(axis=1)
     out = scores > frozen.threshold

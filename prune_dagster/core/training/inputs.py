@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from prune_dagster.core.data.dataset import Dataset
+from prune_dagster.core.data.dataset import Dataset, content_of
 from prune_dagster.core.ledger import Selection
+from prune_dagster.core.training.encoders import join_content
 
 
 def training_ids(selection: Selection) -> np.ndarray:
@@ -14,12 +17,19 @@ def training_ids(selection: Selection) -> np.ndarray:
         [selection.kept_ids, selection.synthetic.ids])
 
 
+def training_content(dataset: Dataset, selection: Selection,
+                     positions: np.ndarray | None = None) -> tuple[Any, np.ndarray]:
+    """(content, labels): the kept original samples (or the dataset rows at `positions`) plus any
+    synthetic ones; content of the dataset's kind (images, table rows or texts)."""
+    pos = dataset.index_of(selection.kept_ids) if positions is None else positions
+    content, labels = content_of(dataset, pos), dataset.labels[pos]
+    if selection.synthetic is not None and len(selection.synthetic.ids):
+        content = join_content(dataset.kind, content, selection.synthetic.content())
+        labels = np.concatenate([labels, selection.synthetic.labels])
+    return content, labels
+
+
 def training_arrays(dataset: Dataset, selection: Selection,
                     positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Kept original samples (or the dataset rows at `positions`) plus any synthetic ones."""
-    pos = dataset.index_of(selection.kept_ids) if positions is None else positions
-    images, labels = dataset.images[pos], dataset.labels[pos]
-    if selection.synthetic is not None and len(selection.synthetic.ids):
-        images = np.concatenate([images, selection.synthetic.images])
-        labels = np.concatenate([labels, selection.synthetic.labels])
-    return images, labels
+    """`training_content` of an image dataset: (images, labels)."""
+    return training_content(dataset, selection, positions)

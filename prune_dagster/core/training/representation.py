@@ -53,6 +53,7 @@ from torch import nn
 from prune_dagster.core.errors import DatasetError
 from prune_dagster.core.params import Params
 from prune_dagster.core.training.augment import shift_images
+from prune_dagster.core.training.encoders import Encoded
 from prune_dagster.core.training.train import build_model, to_tensor
 
 # Rows per inference batch: bounds the conv activations (64 x H x W floats per row) at any N.
@@ -138,6 +139,27 @@ class Representation:
     fold: np.ndarray  # (n,) int, the fold each sample was held out in
     oof_accuracy: float
     seconds: float
+    models: tuple[dict, ...] = ()  # each fold model's state_dict: a new sample is predicted by all of them
+    sample_passes: int = 0  # training passes (forward and backward) over samples, all folds together
+
+
+def fold_predict(model_kind: str, shape: tuple[int, ...], n_classes: int, models: tuple[dict, ...],
+                 images: np.ndarray | Encoded) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities, embeddings) of samples none of the fold models saw: each averaged over the models
+    (the embedding as `all_folds` defines it). `images`: pixels, or encoded rows (the fold models are then
+    the encoder's model)."""
+    probs = np.zeros((len(images), n_classes), dtype=np.float32)
+    emb: np.ndarray | None = None
+    for state in models:
+        if isinstance(images, np.ndarray):
+            model = make_model(model_kind, np.zeros((1, *shape), dtype=np.float32), n_classes)
+        else:
+            model = images.model()
+        model.load_state_dict(state)
+        p, z = _probs_and_features(model.eval(), images)
+        probs += p / len(models)
+        emb = z / len(models) if emb is None else emb + z / len(models)
+    return probs, (np.zeros((len(images), 0), dtype=np.float32) if emb is None else emb)
 
 
 def assign_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -186,18 +208,20 @@ def fold_shift(params: RepresentationParams, height: int, width: int) -> int:
     return 0 if params.augmentation == "none" else min(params.max_shift, min(height, width) // 14)
 
 
-def train_fold_model(images: np.ndarray, labels: np.ndarray, n_classes: int, params: RepresentationParams,
+def train_fold_model(data: np.ndarray | Encoded, labels: np.ndarray, n_classes: int, params: RepresentationParams,
                      seed: int) -> nn.Module:
-    """The document's CNN trained like `train_cnn` (Adam, mean cross-entropy, seeded), plus shifts."""
+    """A fold model trained like `train_model` (Adam, mean cross-entropy, seeded): on images (`data` an
+    array) the small CNN `params.model` with shifts; on encoded tables or texts the kind's model."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     rng = np.random.default_rng(seed)
-    x, y = to_tensor(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    model = make_model(params.model, images, n_classes)
+    image = isinstance(data, np.ndarray)
+    x, y = to_tensor(data) if image else data.x, torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    model = make_model(params.model, data, n_classes) if image else data.model()
     opt = torch.optim.Adam(model.parameters(), lr=params.lr)
     loss_fn = nn.CrossEntropyLoss()
     model.train()
-    shift = fold_shift(params, images.shape[1], images.shape[2])
+    shift = fold_shift(params, data.shape[1], data.shape[2]) if image else 0
     for _ in range(fold_epochs(params, len(y))):
         order = torch.from_numpy(rng.permutation(len(y)))
         for s in range(0, len(order), params.batch_size):
@@ -213,33 +237,37 @@ def train_fold_model(images: np.ndarray, labels: np.ndarray, n_classes: int, par
 
 
 @torch.no_grad()
-def _probs_and_features(model: nn.Module, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    probs = np.empty((len(images), model.fc2.out_features), dtype=np.float32)
-    feats = np.empty((len(images), model.fc1.out_features), dtype=np.float32)
-    for s in range(0, len(images), INFER_BATCH):
-        f = model.features(to_tensor(images[s:s + INFER_BATCH]))
+def _probs_and_features(model: nn.Module, data: np.ndarray | Encoded) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax and penultimate features of every row of `data` (images, or encoded rows), in batches."""
+    probs = np.empty((len(data), model.fc2.out_features), dtype=np.float32)
+    feats = np.empty((len(data), model.fc2.in_features), dtype=np.float32)
+    image = isinstance(data, np.ndarray)
+    for s in range(0, len(data), INFER_BATCH):
+        f = model.features(to_tensor(data[s:s + INFER_BATCH]) if image else data.x[s:s + INFER_BATCH])
         feats[s:s + len(f)] = f.numpy()
         probs[s:s + len(f)] = torch.softmax(model.fc2(f), dim=1).numpy()
     return probs, feats
 
 
-def _check(images: np.ndarray, labels: np.ndarray, n_classes: int, folds: int) -> None:
-    if images.ndim != 4 or len(images) != len(labels):
-        raise DatasetError(f"representation: images must be (N, H, W, C) with one label each, got "
-                           f"{images.shape} and {len(labels)} labels")
+def _check(images: np.ndarray | Encoded, labels: np.ndarray, n_classes: int, folds: int) -> None:
+    image = isinstance(images, np.ndarray)
+    if (image and images.ndim != 4) or len(images) != len(labels):
+        raise DatasetError(f"representation: {len(images)} samples and {len(labels)} labels; expected one label "
+                           "each (images as (N, H, W, C))")
     counts = np.bincount(labels, minlength=n_classes)
     if labels.min() < 0 or labels.max() >= n_classes or (counts > 0).sum() < 2:
         raise DatasetError(f"representation: labels must be 0..{n_classes - 1} with at least 2 classes present")
-    if images.shape[1] < 4 or images.shape[2] < 4:
+    if image and (images.shape[1] < 4 or images.shape[2] < 4):
         raise DatasetError(f"representation: images of {images.shape[1]}x{images.shape[2]} pixels; expected at "
                            "least 4x4")
     if len(labels) < 2 * folds:
         raise DatasetError(f"representation: {len(labels)} samples for folds={folds}; expected at least {2 * folds}")
 
 
-def compute_representation(ids: np.ndarray, images: np.ndarray, labels: np.ndarray, n_classes: int,
+def compute_representation(ids: np.ndarray, images: np.ndarray | Encoded, labels: np.ndarray, n_classes: int,
                            params: RepresentationParams | None = None) -> Representation:
-    """K-fold out-of-fold probabilities, embeddings and EL2N of every sample (module docstring)."""
+    """K-fold out-of-fold probabilities, embeddings and EL2N of every sample (module docstring); `images`
+    is the pixels, or a table's or texts' encoded rows (then each fold trains the kind's model)."""
     params = params or RepresentationParams()
     labels = np.asarray(labels, dtype=np.int64)
     _check(images, labels, n_classes, params.folds)
@@ -254,10 +282,13 @@ def compute_representation(ids: np.ndarray, images: np.ndarray, labels: np.ndarr
         emb: np.ndarray | None = None  # (n, width of the penultimate layer), allocated on first use
         el2n_sum = np.zeros(n)
         eye = np.eye(n_classes, dtype=np.float32)
+        states, passes = [], 0
         for f in range(params.folds):
             pool = np.flatnonzero(fold != f)
             fit = bounded_sample(labels, pool, params.fit_rows, np.random.default_rng([params.seed, 12, f]))
             model = train_fold_model(images[fit], labels[fit], n_classes, params, seed=params.seed * 100 + f)
+            states.append({k: v.detach().clone() for k, v in model.state_dict().items()})
+            passes += fold_epochs(params, len(fit)) * len(fit)
             for s in range(0, n, INFER_BATCH * 8):  # all rows, in blocks: bounded memory at any N
                 e = min(n, s + INFER_BATCH * 8)
                 p, z = _probs_and_features(model, images[s:e])
@@ -274,4 +305,5 @@ def compute_representation(ids: np.ndarray, images: np.ndarray, labels: np.ndarr
         torch.set_num_threads(previous)
     oof_acc = float((probs.argmax(1) == labels).mean())
     return Representation(ids=np.asarray(ids), probs=probs, embeddings=emb, el2n=el2n_sum / (params.folds - 1),
-                          fold=fold, oof_accuracy=oof_acc, seconds=time.perf_counter() - start)
+                          fold=fold, oof_accuracy=oof_acc, seconds=time.perf_counter() - start, models=tuple(states),
+                          sample_passes=passes)

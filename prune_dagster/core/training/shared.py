@@ -17,14 +17,15 @@ outliers, label noise and the score step.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from prune_dagster.core.errors import DatasetError
-from prune_dagster.core.training.representation import RepresentationParams, compute_representation
+from prune_dagster.core.training.encoders import Encoded
+from prune_dagster.core.training.representation import RepresentationParams, compute_representation, fold_predict
 
 Features = Literal["learned", "pixels", "provided"]
 
@@ -49,6 +50,22 @@ class SharedRepresentation:
     el2n: np.ndarray | None = None
     oof_accuracy: float | None = None
     seconds: float = 0.0
+    sample_passes: int = 0  # training passes of the fold models (learned only)
+    # The fold models (`learned` only): what predicts samples that arrive after the run.
+    models: tuple[dict, ...] = ()
+    model_kind: str = ""
+    sample_shape: tuple[int, ...] = ()
+    n_classes: int = 0
+    encoder: Any = None  # tables and texts: how new samples become the fold models' input
+
+    def predict(self, content: Any) -> tuple[np.ndarray, np.ndarray] | None:
+        """(probabilities, embeddings) of new samples (images, table rows or texts) from the fold models,
+        none of which saw them (None when the representation was not learned)."""
+        return None if not self.models else self.predictor()(content)
+
+    def predictor(self) -> FoldPredictor:
+        """The fold models alone (small, picklable): what the incremental index keeps of the representation."""
+        return FoldPredictor(self.models, self.model_kind, self.sample_shape, self.n_classes, self.encoder)
 
     def positions(self, ids: np.ndarray) -> np.ndarray:
         """Rows of `ids` in this representation; a DatasetError names the first id it lacks."""
@@ -70,6 +87,24 @@ class SharedRepresentation:
         return None if self.el2n is None else self.el2n[self.positions(ids)]
 
 
+@dataclass(frozen=True)
+class FoldPredictor:
+    """The representation's fold models: (probabilities, embeddings) of samples none of them saw."""
+
+    models: tuple[dict, ...]
+    model_kind: str
+    sample_shape: tuple[int, ...]
+    n_classes: int
+    encoder: Any = None
+
+    def __call__(self, content: Any) -> tuple[np.ndarray, np.ndarray]:
+        data = content if self.encoder is None else Encoded(self.encoder.tensor(content), self.encoder,
+                                                              self.n_classes)
+        return fold_predict(self.model_kind, self.sample_shape, self.n_classes, self.models, data)
+
+    def embed(self, content: Any, mapper: Any = None) -> np.ndarray:
+        return self(content)[1]
+
 def check_embeddings(embeddings: np.ndarray, n: int, where: str) -> np.ndarray:
     """(n, d) finite float32, or one DatasetError naming `where` and what is wrong."""
     arr = np.asarray(embeddings)
@@ -85,10 +120,11 @@ def check_embeddings(embeddings: np.ndarray, n: int, where: str) -> np.ndarray:
     return arr
 
 
-def build_representation(params: SharedRepresentationParams, ids: np.ndarray, images: np.ndarray,
+def build_representation(params: SharedRepresentationParams, ids: np.ndarray, images: np.ndarray | Encoded,
                          labels: np.ndarray, n_classes: int,
                          provided: np.ndarray | None = None) -> SharedRepresentation:
-    """The shared representation of the samples `ids` (pixels `images`, labels `labels`).
+    """The shared representation of the samples `ids` (pixels `images`, or a table's or texts' encoded
+    rows; labels `labels`).
 
     `provided`: the user's embeddings of exactly these samples (rows in `ids` order), needed when
     `features='provided'`."""
@@ -104,5 +140,10 @@ def build_representation(params: SharedRepresentationParams, ids: np.ndarray, im
         return SharedRepresentation("provided", ids, embeddings=embeddings)
     core = RepresentationParams.model_validate(params.model_dump(exclude={"features"}))
     rep = compute_representation(ids, images, labels, n_classes, core)
+    image = isinstance(images, np.ndarray)
     return SharedRepresentation("learned", ids, probs=rep.probs, embeddings=rep.embeddings, el2n=rep.el2n,
-                                oof_accuracy=rep.oof_accuracy, seconds=rep.seconds)
+                                oof_accuracy=rep.oof_accuracy, seconds=rep.seconds, models=rep.models,
+                                sample_passes=rep.sample_passes,
+                                model_kind=params.model if image else "encoder",
+                                sample_shape=tuple(images.shape[1:]) if image else (), n_classes=n_classes,
+                                encoder=None if image else images.encoder)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Literal, Protocol, Self
 
 import numpy as np
 import torch
@@ -16,14 +16,37 @@ from prune_dagster.core.params import Params
 from prune_dagster.core.training.augment import AugmentParams, augment_batch, make_generator
 from prune_dagster.core.training.model import PruneCNN
 
+# Each kind's training defaults, measured on real data: the document's CNN 20 epochs (real MNIST), the
+# table MLP 15 (UCI Adult: benchmarks/table_model_check.py), the text CNN 5 at 3e-3, where it peaks before
+# overfitting (Rotten Tomatoes: benchmarks/text_model_check.py).
+KIND_DEFAULTS: dict[str, dict[str, float]] = {"image": {"epochs": 20, "lr": 1e-3}, "table": {"epochs": 15, "lr": 1e-3},
+                                              "text": {"epochs": 5, "lr": 3e-3}}
+
 
 class OptimizerParams(Params):
-    """How long and how fast the document's CNN is fitted (Adam on per-sample cross-entropy)."""
+    """How long and how fast the model is fitted (per-sample cross-entropy; Adam by default, or the
+    document's own SGD: lr 0.001, momentum 0.9)."""
 
-    epochs: int = Field(20, ge=1, description="Epochs over the training set (the sweep: over the full cleaned set).")
+    epochs: int = Field(0, ge=0, description="Epochs over the training set (the sweep: over the full cleaned set); "
+                        "0 = the kind's default: 20 for images (the document's CNN), 15 for tables, 5 for texts.")
     batch_size: int = Field(64, ge=1, description="Samples per optimisation step.")
-    lr: float = Field(1e-3, gt=0, description="Adam learning rate.")
-    weight_decay: float = Field(0.0, ge=0, description="Adam weight decay (L2 penalty); 0 = none.")
+    lr: float = Field(0.0, ge=0, description="Learning rate (Adam's, or SGD's: the document uses 0.001); 0 = the "
+                      "kind's default: 0.001, 0.003 for texts.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay (L2 penalty); 0 = none.")
+    optimizer: Literal["adam", "sgd"] = Field("adam", description="adam; or sgd with `momentum` (the document's "
+                                              "optimiser: SGD, lr 0.001, momentum 0.9).")
+    momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd: momentum (the document's 0.9); adam ignores it.")
+
+    def for_kind(self, kind: str) -> Self:
+        """These settings with `epochs` and `lr` left at 0 set to the kind's defaults (KIND_DEFAULTS)."""
+        defaults = KIND_DEFAULTS[kind]
+        return self.model_copy(update={"epochs": self.epochs or defaults["epochs"], "lr": self.lr or defaults["lr"]})
+
+    def make_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
+        """The optimiser these settings name, over `parameters`."""
+        if self.optimizer == "sgd":
+            return torch.optim.SGD(parameters, lr=self.lr, momentum=self.momentum, weight_decay=self.weight_decay)
+        return torch.optim.Adam(parameters, lr=self.lr, weight_decay=self.weight_decay)
 
 
 class TrainParams(OptimizerParams):
@@ -33,9 +56,7 @@ class TrainParams(OptimizerParams):
     threads: int = Field(0, ge=0, description="torch intra-op threads while training; 0 = the process default.")
 
 
-# The name callers used before the settings became a validated model; same fields, same meaning.
-TrainConfig = TrainParams
-DEFAULT_TRAINING = TrainParams()  # the defaults, as one immutable value for argument defaults
+DEFAULT_TRAINING = TrainParams().for_kind("image")  # the document's CNN's defaults, as one immutable value
 
 
 class EpochPlan(Protocol):
@@ -80,19 +101,56 @@ def train_cnn(
     augment: AugmentParams | None = None,
     class_weight: np.ndarray | None = None,
 ) -> TrainResult:
-    """Adam on per-sample cross-entropy; `epoch_plan` may skip and re-weight samples per epoch.
+    """The document's CNN trained on `images` by `train_model` (its input standardised by the images'
+    mean and std, masked by `feature_mask`)."""
+    return train_model(to_tensor(images), labels, lambda: build_model(images, n_classes, feature_mask), config,
+                       epoch_plan=epoch_plan, on_epoch=on_epoch, augment=augment, class_weight=class_weight)
 
-    `augment`: each batch is augmented on the fly from its own generator seeded by `config.seed`
-    (never stored; None or `none`: the batch as it is, the loop unchanged). `class_weight`: (n_classes,)
-    per-class loss weights (core/training/class_weights.py) multiplied into the per-sample loss; the
-    losses an epoch plan sees stay unweighted."""
+
+def train_any(data: Any, labels: np.ndarray, n_classes: int, config: TrainParams = DEFAULT_TRAINING,
+              feature_mask: np.ndarray | None = None, **kwargs: Any) -> TrainResult:
+    """`train_cnn` on images (an array), `train_model` on a table's or texts' `Encoded` rows (its own model)."""
+    if isinstance(data, np.ndarray):
+        return train_cnn(data, labels, n_classes, config, feature_mask, **kwargs)
+    return train_model(data.x, labels, data.model, config, **kwargs)
+
+
+@torch.no_grad()
+def predict_any(model: nn.Module, data: Any, batch_size: int = 2048) -> np.ndarray:
+    """Softmax of every row of `data` (images, or `Encoded` rows) in batches."""
+    if isinstance(data, np.ndarray):
+        return predict_proba(model, data, batch_size)
+    model.eval()
+    out = [torch.softmax(model(data.x[s:s + batch_size]), dim=1) for s in range(0, len(data), batch_size)]
+    return torch.cat(out).numpy() if out else np.zeros((0, model.fc2.out_features), dtype=np.float32)
+
+
+def train_model(
+    x: torch.Tensor,
+    labels: np.ndarray,
+    make_model: Callable[[], nn.Module],
+    config: TrainParams = DEFAULT_TRAINING,
+    epoch_plan: EpochPlan | None = None,
+    on_epoch: Callable[[int, nn.Module], None] | None = None,
+    augment: AugmentParams | None = None,
+    class_weight: np.ndarray | None = None,
+) -> TrainResult:
+    """`config`'s optimiser on per-sample cross-entropy over the rows of `x` (one model input per sample:
+    images, encoded table rows or token ids); `make_model` builds the fresh model after the seed is set.
+    `epoch_plan` may skip and re-weight samples per epoch.
+
+    `augment` (images only): each batch is augmented on the fly from its own generator seeded by
+    `config.seed` (never stored; None or `none`: the batch as it is, the loop unchanged). `class_weight`:
+    (n_classes,) per-class loss weights (core/training/class_weights.py) multiplied into the per-sample
+    loss; the losses an epoch plan sees stay unweighted."""
+    config = config.for_kind("image") if not (config.epochs and config.lr) else config  # 0: the CNN's defaults
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-    x, y = to_tensor(images), torch.from_numpy(np.asarray(labels, dtype=np.int64))
-    model = build_model(images, n_classes, feature_mask)
-    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    y = torch.from_numpy(np.asarray(labels, dtype=np.int64))
+    model = make_model()
+    opt = config.make_optimizer(model.parameters())
     loss_fn = nn.CrossEntropyLoss(reduction="none")
     n, passes, epoch_losses = len(y), 0, []
     gen = make_generator(config.seed) if augment is not None and augment.augment != "none" else None
@@ -104,20 +162,7 @@ def train_cnn(
             order, weights = rng.permutation(n), np.ones(n, dtype=np.float32)
         else:
             order, weights = epoch_plan.plan(epoch, config.epochs, rng)
-        w_all = torch.from_numpy(np.asarray(weights, dtype=np.float32))
-        total = 0.0
-        seen_losses = np.empty(len(order), dtype=np.float32)
-        for s in range(0, len(order), config.batch_size):
-            idx = torch.from_numpy(np.asarray(order[s:s + config.batch_size], dtype=np.int64))
-            xb = x[idx] if gen is None else augment_batch(x[idx], augment, gen)
-            losses = loss_fn(model(xb), y[idx])
-            w = w_all[s:s + config.batch_size] if cw is None else w_all[s:s + config.batch_size] * cw[y[idx]]
-            loss = (losses * w).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            seen_losses[s:s + len(idx)] = losses.detach().numpy()
-            total += float(loss.detach()) * len(idx)
+        total, seen_losses = _epoch(model, opt, loss_fn, x, y, order, weights, config.batch_size, cw, augment, gen)
         passes += len(order)
         epoch_losses.append(total / max(len(order), 1))
         if epoch_plan is not None:
@@ -126,6 +171,27 @@ def train_cnn(
             on_epoch(epoch, model)
     return TrainResult(model=model.eval(), seconds=time.perf_counter() - start, sample_passes=passes,
                        epoch_losses=epoch_losses)
+
+
+def _epoch(model: nn.Module, opt: torch.optim.Optimizer, loss_fn: nn.Module, x: torch.Tensor, y: torch.Tensor,
+           order: np.ndarray, weights: np.ndarray, batch_size: int, cw: torch.Tensor | None,
+           augment: AugmentParams | None, gen: torch.Generator | None) -> tuple[float, np.ndarray]:
+    """One pass over `order` in batches: (the epoch's weighted loss sum, each visited sample's loss)."""
+    w_all = torch.from_numpy(np.asarray(weights, dtype=np.float32))
+    total = 0.0
+    seen_losses = np.empty(len(order), dtype=np.float32)
+    for s in range(0, len(order), batch_size):
+        idx = torch.from_numpy(np.asarray(order[s:s + batch_size], dtype=np.int64))
+        xb = x[idx] if gen is None else augment_batch(x[idx], augment, gen)
+        losses = loss_fn(model(xb), y[idx])
+        w = w_all[s:s + batch_size] if cw is None else w_all[s:s + batch_size] * cw[y[idx]]
+        loss = (losses * w).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        seen_losses[s:s + len(idx)] = losses.detach().numpy()
+        total += float(loss.detach()) * len(idx)
+    return total, seen_losses
 
 
 @torch.no_grad()

@@ -1,40 +1,19 @@
-"""What every pruning asset shares: the data view, timing and metadata."""
+"""What every asset shares: metadata values, the removed-sample gallery and table, the dataset's name and
+digest, the engine and job that ran it."""
 
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel
-from threadpoolctl import threadpool_limits
 
 from prune_dagster import settings
-from prune_dagster.core import pipeline
 from prune_dagster.core.data.dataset import Dataset
 from prune_dagster.core.data.export import jsonable
-from prune_dagster.core.data.gallery import Tile, removed_markdown
-from prune_dagster.core.ledger import Selection, StepResult, removed_frame
+from prune_dagster.core.data.gallery import Tile, removed_markdown, removed_rows_markdown, sample_text
+from prune_dagster.core.ledger import Selection
 from prune_dagster.defs.engine import ComputeEngine
-
-
-class StepConfig(dg.Config):
-    """Settings every optional pruning step shares (for steps whose settings are not a core Params)."""
-
-    enabled: bool = True  # false: the step passes its input through unchanged (e.g. a no-pruning baseline)
-
-
-def score_meaning(step: str) -> dict[str, str]:
-    """`score_meaning` metadata: what the ledger's score column means for `step` (pipeline.py)."""
-    return {"score_meaning": pipeline.step(step).score_meaning} if step in pipeline.names() else {}
-
-
-def view(dataset: Dataset, selection: Selection) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(ids, images, labels) of the currently kept training samples, in dataset order."""
-    pos = np.sort(dataset.index_of(selection.kept_ids))
-    return dataset.ids[pos], dataset.images[pos], dataset.labels[pos]
 
 
 def to_metadata(values: dict[str, Any]) -> dict[str, Any]:
@@ -68,13 +47,19 @@ def _caption(dataset: Dataset, row: Any, predicted: dict) -> list[str]:
 def removed_gallery(dataset: Dataset, selection: Selection, step: str, limit: int = 16,
                     extra: dict[str, Any] | None = None) -> dg.MetadataValue:
     """Up to `limit` of the step's removals, highest score first: tile, caption (id, given label ->
-    predicted label where known, score, reason) and, for a near duplicate, the kept sample beside it.
-    `extra`: the step's `duplicate_of` (removed id -> kept id) and `predicted_label` (id -> class)."""
+    predicted label where known, score, reason) and, for a near duplicate, the kept sample beside it
+    (tables and texts: a markdown table of the same). `extra`: the step's `duplicate_of` (removed id ->
+    kept id) and `predicted_label` (id -> class)."""
     extra = extra or {}
     rows = selection.ledger[selection.ledger["step"] == step]
     shown = rows.sort_values("score", ascending=False, na_position="last", kind="stable").head(limit)
     partners = extra.get("duplicate_of") or {}
     predicted = extra.get("predicted_label") or {}
+    capped = f"first {LEDGER_TABLE_ROWS} rows; " if len(rows) > LEDGER_TABLE_ROWS else ""
+    full = f"metadata `removed_ledger` ({capped}every row in the run's ledger.csv)"
+    if dataset.kind != "image":
+        return dg.MetadataValue.md(removed_rows_markdown(
+            [_row_cells(dataset, row, predicted, partners) for row in shown.itertuples()], len(rows), full))
     tiles, texts = [], []
     for row in shown.itertuples():
         caption = _caption(dataset, row, predicted)
@@ -85,9 +70,18 @@ def removed_gallery(dataset: Dataset, selection: Selection, step: str, limit: in
         tiles.append(Tile(dataset.images[dataset.index_of([row.id])[0]], caption, partner))
         dup = [f"dup of {partner_id}"] if partner is not None else []  # the tile beside it is captioned "kept"
         texts.append(" · ".join(c for c in [*caption, *dup] if c))
-    capped = f"first {LEDGER_TABLE_ROWS} rows; " if len(rows) > LEDGER_TABLE_ROWS else ""
-    full = f"metadata `removed_ledger` ({capped}every row in the run's ledger.csv)"
     return dg.MetadataValue.md(removed_markdown(tiles, texts, len(rows), full))
+
+
+def _row_cells(dataset: Dataset, row: Any, predicted: dict, partners: dict) -> dict[str, str]:
+    """One removed table row or text for the markdown gallery, with the kept sample it duplicates."""
+    _, label, score, reason = _caption(dataset, row, predicted)
+    cells = {"id": str(row.id), "label": label, "score": score.removeprefix("score "), "reason": reason,
+             "sample": sample_text(dataset, int(dataset.index_of([row.id])[0]))}
+    partner = partners.get(row.id)
+    if partner is not None and partner in dataset.id_index():
+        cells["kept"] = f"`{partner}`: {sample_text(dataset, int(dataset.index_of([partner])[0]))}"
+    return cells
 
 
 def removed_ledger(selection: Selection, step: str) -> dg.MetadataValue:
@@ -103,7 +97,7 @@ def removed_ledger(selection: Selection, step: str) -> dg.MetadataValue:
 def dataset_metadata(dataset: Dataset, job_name: str | None = None) -> dict[str, Any]:
     """What every materialization names: the dataset, its content digest and the job that ran it
     (so `sweep_job`'s materializations of a pruning asset are told apart from `prune_job`'s)."""
-    out: dict[str, Any] = {"dataset": dataset.source, "dataset_digest": dataset.digest()}
+    out: dict[str, Any] = {"dataset": dataset.source, "dataset_digest": dataset.digest(), "kind": dataset.kind}
     if job_name:
         out["job_name"] = job_name
     return out
@@ -136,48 +130,3 @@ def engine_metadata(engine: ComputeEngine | None, tasks_before: int = 0) -> dict
     if "engine_workers" in out:
         out["engine_tasks"] = engine.tasks_run - tasks_before
     return out
-
-
-def run_step(
-    name: str,
-    dataset: Dataset,
-    selection: Selection,
-    config: BaseModel,
-    compute: Callable[[np.ndarray, np.ndarray, np.ndarray], StepResult],
-    extra_metadata: dict[str, Any] | None = None,
-    engine: ComputeEngine | None = None,
-) -> dg.Output[Selection]:
-    """Call a pure step on the current view, record it, and return the new Selection with metadata.
-
-    `config` is the step's settings (its core Params, or a Dagster Config): recorded as given.
-
-    With `engine`, the metadata names the engine that ran the step and how many work items it sent
-    to the cluster (0: the step's functions ran in this process)."""
-    ids, images, labels = view(dataset, selection)
-    tasks_before = engine.tasks_run if engine is not None else 0
-    start = time.perf_counter()
-    enabled = getattr(config, "enabled", True)
-    with threadpool_limits(limits=engine.blas_limit() if engine is not None else blas_threads()):
-        result = compute(ids, images, labels) if enabled else StepResult(removed=removed_frame(),
-                                                                         metadata={"skipped": "disabled"})
-    seconds = time.perf_counter() - start
-    gallery_extra = {k: result.metadata.pop(k) for k in GALLERY_KEYS if k in result.metadata}
-    new = selection.advance(name, result, config.model_dump(), seconds)
-    record = new.history[-1]
-    metadata = {
-        "n_in": record.n_in,
-        "n_out": record.n_out,
-        "n_removed": record.n_in - record.n_out,
-        "removed_by_reason": record.removed_by_reason,
-        "seconds": record.seconds,
-        "kept_fraction_of_train": round(new.retained_fraction, 4),  # named as in core/selection/fractions.py
-        **score_meaning(name),
-        **result.metadata,
-        **(extra_metadata or {}),
-        **engine_metadata(engine, tasks_before),
-        **dataset_metadata(dataset, current_job_name()),
-    }
-    out = to_metadata(metadata)
-    out["removed_samples"] = removed_gallery(dataset, new, name, extra=gallery_extra)
-    out["removed_ledger"] = removed_ledger(new, name)
-    return dg.Output(new, metadata=out)

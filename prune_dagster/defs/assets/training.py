@@ -1,9 +1,9 @@
-"""Stage `training`: the document's CNN on the pruned data, evaluated on the untouched test split."""
+"""Stage `training`: the kind's model on the pruned data (the document's CNN for images, the MLP for
+tables, the text CNN for texts), evaluated on the untouched test split."""
 
 
 import json
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -11,40 +11,26 @@ import numpy as np
 import pandas as pd
 from pydantic import Field
 
-from prune_dagster.core.data.dataset import Dataset
-from prune_dagster.core.data.export import write_selection
+from prune_dagster.core.data.dataset import Dataset, content_of
+from prune_dagster.core.data.export import write_ledger, write_summary
 from prune_dagster.core.ledger import Selection, StepResult, removed_frame
 from prune_dagster.core.selection.dynamic import DynamicParams, make_epoch_plan
 from prune_dagster.core.selection.fractions import selection_fractions
 from prune_dagster.core.steps.balance import BalanceParams, loss_weights
 from prune_dagster.core.training.augment import AugmentParams
-from prune_dagster.core.training.inputs import training_arrays, training_ids
-from prune_dagster.core.training.model import PruneCNN
-from prune_dagster.core.training.train import TrainParams, accuracy, default_threads, predict_proba, train_cnn
+from prune_dagster.core.training.final import TrainedModel, train_final
+from prune_dagster.core.training.inputs import training_content, training_ids
+from prune_dagster.core.training.train import TrainParams, default_threads
+from prune_dagster.defs import cache
 from prune_dagster.defs.assets.common import dataset_metadata, to_metadata
 from prune_dagster.defs.comparison import update_dataset_comparison
 from prune_dagster.defs.config import dagster_config
+from prune_dagster.defs.io import RunScopedIOManager
 from prune_dagster.defs.resources import DatasetInput, MlflowResource, OutputStore, model_name
-from prune_dagster.defs.summary import selection_summary
+from prune_dagster.defs.summary import compute_summary, selection_summary
 
 
-@dataclass
-class TrainedModel:
-    state_dict: dict[str, Any]
-    shape: tuple[int, int, int]
-    n_classes: int
-    mlflow_run_id: str
-    metrics: dict[str, float] = field(default_factory=dict)
-    feedback_removed: pd.DataFrame | None = None  # ledger rows of dynamic feedback removal (id, reason, score)
-
-    def build(self) -> PruneCNN:
-        h, w, c = self.shape
-        model = PruneCNN(c, h, w, self.n_classes)
-        model.load_state_dict(self.state_dict)
-        return model.eval()
-
-
-class TrainConfig(dagster_config(TrainParams), dagster_config(DynamicParams), dagster_config(AugmentParams)):
+class TrainedModelConfig(dagster_config(TrainParams), dagster_config(DynamicParams), dagster_config(AugmentParams)):
     """How trained_model trains the CNN: the core TrainParams, DynamicParams and AugmentParams (one
     definition each; being config fields they are logged as MLflow params), plus whether the model
     itself is logged. `threads` 0: the process default."""
@@ -52,7 +38,7 @@ class TrainConfig(dagster_config(TrainParams), dagster_config(DynamicParams), da
     log_model: bool = Field(True, description="Log the model to MLflow (with signature and input example).")
 
 
-def strategy_name(selection: Selection, config: TrainConfig) -> str:
+def strategy_name(selection: Selection, config: TrainedModelConfig) -> str:
     """e.g. `el2n`, `el2n+infobatch`, `infobatch+feedback` (static step off), or `none`."""
     record = selection.record("pruned_dataset")
     parts = [record.config["strategy"]] if record and record.config.get("enabled", True) else []
@@ -69,10 +55,13 @@ def step_params(selection: Selection) -> dict[str, str]:
     return params
 
 
-def class_weights_of(selection: Selection, labels: np.ndarray, n_classes: int) -> np.ndarray | None:
-    """The loss weights class_balanced asked for (`sampler: class_weight` in its recorded config), else None."""
+def class_weights_of(selection: Selection, labels: np.ndarray, n_classes: int,
+                     kind: str = "image") -> np.ndarray | None:
+    """The loss weights class_balanced asked for (`sampler: class_weight` in its recorded config, or a
+    text set's over-sampler), else None."""
     record = selection.record("class_balanced")
-    return None if record is None else loss_weights(BalanceParams.model_validate(record.config), labels, n_classes)
+    return None if record is None else loss_weights(BalanceParams.model_validate(record.config), labels, n_classes,
+                                                    kind)
 
 
 def weight_params(weights: np.ndarray | None) -> dict[str, str]:
@@ -96,28 +85,44 @@ def dataset_input(dataset: Dataset, labels: np.ndarray) -> DatasetInput:
     return DatasetInput(dataset.source, dataset.digest(), dataset.source, frame)
 
 
-@dg.asset(group_name="training", kinds={"pytorch", "mlflow"})
-def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, raw_dataset: Dataset,
-                  pruned_dataset: Selection, mlflow: MlflowResource) -> dg.Output[TrainedModel]:
-    """Trains the document's CNN (3x3 conv 64 + ReLU + 2x2 max pool + FC 128 + ReLU + FC classes) on
-    the pruned data and opens its MLflow run: parameters of every step, training metrics, the model.
+@dg.asset(group_name="training", kinds={"pytorch", "mlflow"}, code_version=cache.CODE_VERSION)
+def trained_model(context: dg.AssetExecutionContext, config: TrainedModelConfig, raw_dataset: Dataset,
+                  pruned_dataset: Selection, mlflow: MlflowResource,
+                  io_manager: dg.ResourceParam[RunScopedIOManager]) -> dg.Output[TrainedModel]:
+    """Trains the kind's model on the pruned data: the document's CNN for images (3x3 conv 64 + ReLU +
+    2x2 max pool + FC 128 + ReLU + FC classes), the MLP for tables, the text CNN (Kim 2014: the
+    document's CNN in one dimension) for texts; and opens its MLflow run: parameters of every step,
+    training metrics, the model. The same settings on the same pruned data reuse the trained model and
+    its MLflow run (defs/cache.py).
     The fractions it logs (`retained_fraction` = `kept_fraction_of_train`, ...) are defined in
     core/selection/fractions.py."""
+    key = cache.asset_key(context, "trained_model", config.model_dump(), ["raw_dataset", "pruned_dataset"])
+    hit = cache.lookup(context, io_manager, "trained_model", key)
+    if hit is not None:
+        return cache.output(hit[0], hit[1], key)
+    out = train_and_log(context, config, raw_dataset, pruned_dataset, mlflow)
+    cache.remember(context, io_manager, "trained_model", key)
+    return cache.output(out.value, dict(out.metadata), key)
+
+
+def train_and_log(context: dg.AssetExecutionContext, config: TrainedModelConfig, raw_dataset: Dataset,
+                  pruned_dataset: Selection, mlflow: MlflowResource) -> dg.Output[TrainedModel]:
+    """trained_model's work: train the kind's model, log its MLflow run."""
     mlflow.check_reachable()  # before minutes of training, not after
     started = time.time()  # the MLflow run spans the training it records
-    images, labels = training_arrays(raw_dataset, pruned_dataset)
-    cfg = TrainParams.of(config)
+    content, labels = training_content(raw_dataset, pruned_dataset)
+    cfg = TrainParams.of(config).for_kind(raw_dataset.kind)  # epochs and lr at 0: the kind's defaults
     cfg = cfg.model_copy(update={"threads": config.threads or default_threads()})
     plan = make_epoch_plan(config.dynamic, len(labels), prune_ratio=config.prune_ratio, delta=config.delta,
                            feedback=config.feedback, seed=config.seed)
-    weights = class_weights_of(pruned_dataset, labels, raw_dataset.n_classes)
-    augment = AugmentParams.of(config)
-    result = train_cnn(images, labels, raw_dataset.n_classes, cfg, pruned_dataset.feature_mask, epoch_plan=plan,
-                       augment=augment, class_weight=weights)
+    weights = class_weights_of(pruned_dataset, labels, raw_dataset.n_classes, raw_dataset.kind)
+    result, encoder, example = train_final(raw_dataset.kind, content, labels, raw_dataset.n_classes, cfg,
+                                           pruned_dataset.feature_mask, pruned_dataset.kept_features, plan,
+                                           AugmentParams.of(config), weights)
     feedback = feedback_rows(pruned_dataset, plan)
     n_dropped = 0 if feedback is None else len(feedback)
     fractions = selection_fractions(pruned_dataset, n_dropped=n_dropped, sample_passes=result.sample_passes,
-                                    epochs=config.epochs, n_train=len(labels))
+                                    epochs=cfg.epochs, n_train=len(labels))
     strategy = strategy_name(pruned_dataset, config)
     metrics = {
         "n_train": float(len(labels)),
@@ -127,19 +132,20 @@ def trained_model(context: dg.AssetExecutionContext, config: TrainConfig, raw_da
         "n_feedback_removed": float(n_dropped),
         "final_train_loss": result.epoch_losses[-1] if result.epoch_losses else float("nan"),
     }
-    tags = {"dagster_run_id": context.run_id, "dagster_asset": "trained_model",
+    tags = {"dagster_run_id": context.run_id, "dagster_asset": "trained_model", "kind": raw_dataset.kind,
             "dataset": raw_dataset.source, "dataset_digest": raw_dataset.digest()}
-    params = {"strategy": strategy, **config.model_dump(exclude={"log_model"}), **step_params(pruned_dataset),
-              **weight_params(weights)}
-    example = np.transpose(images[:1], (0, 3, 1, 2)).astype(np.float32)
+    params = {"strategy": strategy, "kind": raw_dataset.kind,
+              **config.model_dump(exclude={"log_model"}), "epochs": cfg.epochs, "lr": cfg.lr,
+              **step_params(pruned_dataset), **weight_params(weights)}
     run_id = mlflow.log_training_run(
         f"{strategy}-{fractions.target_fraction:.2f}", tags, params, metrics, losses=result.epoch_losses,
         model=result.model if config.log_model else None, input_example=example,
         model_name=model_name(strategy, fractions.target_fraction), dataset=dataset_input(raw_dataset, labels),
         started=started)
     model = TrainedModel(state_dict={k: v.clone() for k, v in result.model.state_dict().items()},
-                         shape=raw_dataset.image_shape, n_classes=raw_dataset.n_classes,
-                         mlflow_run_id=run_id, metrics=metrics, feedback_removed=feedback)
+                         shape=raw_dataset.image_shape if raw_dataset.kind == "image" else (),
+                         n_classes=raw_dataset.n_classes, mlflow_run_id=run_id, metrics=metrics,
+                         feedback_removed=feedback, kind=raw_dataset.kind, encoder=encoder)
     return dg.Output(model, metadata=to_metadata({**metrics, "mlflow_run_id": run_id, **weight_params(weights),
                                                   "mlflow_tracking_uri": mlflow.uri(),
                                                   "mlflow_run": dg.MetadataValue.url(mlflow.run_url(run_id)),
@@ -155,15 +161,15 @@ def model_evaluation(context: dg.AssetExecutionContext, raw_dataset: Dataset, pr
     the dataset's comparison run in MLflow (defs/comparison.py), linked as `mlflow_dataset_comparison`."""
     import mlflow as mlf
 
-    model = trained_model.build()
-    if trained_model.feedback_removed is not None and len(trained_model.feedback_removed):
+    n_feedback = 0 if trained_model.feedback_removed is None else len(trained_model.feedback_removed)
+    if n_feedback:
         pruned_dataset = pruned_dataset.advance(
             "dynamic_feedback", StepResult(removed=trained_model.feedback_removed),
             {"source": "trained_model feedback removal"}, 0.0)
     test_pos = raw_dataset.index_of(pruned_dataset.test_ids)
-    x_test, y_test = raw_dataset.images[test_pos], raw_dataset.labels[test_pos]
-    acc = accuracy(model, x_test, y_test)
-    pred = predict_proba(model, x_test).argmax(1)
+    y_test = raw_dataset.labels[test_pos]
+    pred = trained_model.predict(content_of(raw_dataset, test_pos)).argmax(1)
+    acc = float((pred == y_test).mean()) if len(y_test) else float("nan")
     per_class = {raw_dataset.class_names[c]: round(float((pred[y_test == c] == c).mean()), 4)
                  for c in np.unique(y_test)}
     summary = selection_summary(
@@ -172,11 +178,20 @@ def model_evaluation(context: dg.AssetExecutionContext, raw_dataset: Dataset, pr
         n_train=int(trained_model.metrics["n_train"]), train_seconds=trained_model.metrics["train_seconds"],
         sample_pass_fraction=trained_model.metrics.get("sample_pass_fraction", 1.0),
         mlflow_run_id=trained_model.mlflow_run_id, mlflow_tracking_uri=mlflow.uri(),
+        compute=compute_summary(context.instance, context.run_id),
     )
     folder = output_store.run_folder(context.run_id)
-    paths = write_selection(folder, pruned_dataset, summary)
+    # kept_ids.csv and ledger.csv are the score step's: written here only when it ran in another run
+    # (train_job) or training dropped samples (dynamic feedback), so every run folder is complete
+    written = [folder / name for name in ("kept_ids.csv", "ledger.csv")]
+    fresh = n_feedback or not all(p.exists() for p in written)
+    paths = write_ledger(folder, pruned_dataset, raw_dataset.kind) if fresh else {p.name: p for p in written}
+    paths["summary.json"] = write_summary(folder, summary)
     with mlflow.start_run(run_id=trained_model.mlflow_run_id):
-        mlf.log_metric("test_accuracy", acc)
+        compute = summary["compute"]
+        mlf.log_metrics({"test_accuracy": acc, "compute_seconds": compute["compute_seconds"],
+                         "compute_sample_passes": float(compute["compute_sample_passes"]),
+                         "representation_seconds": compute["assets"].get("representation", {}).get("seconds", 0.0)})
         mlf.set_tag("dagster_evaluation_run_id", context.run_id)
         for path in paths.values():
             mlf.log_artifact(str(path), artifact_path="pruning")

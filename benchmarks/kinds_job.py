@@ -1,0 +1,102 @@
+"""`prune_job` on a real table or text corpus, side by side: every step off, each step alone, the
+default, random at the default's fraction. Shared by benchmarks/real_table.py and real_text.py.
+
+Each run is a fresh `prune-dagster run` process in its own temporary DAGSTER_HOME / output folder /
+MLflow store, so every configuration pays the same start-up. Per seed s the split (where the data has
+no split of its own), the representation and the final model use seed s; configurations are
+interleaved per seed, so a drift in the machine's load hits them alike.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = ["validated", "exact_deduplicated", "near_deduplicated", "outliers_removed", "label_noise_removed",
+         "class_balanced", "features_selected", "pruned_dataset"]
+READS_REPRESENTATION = {"near_deduplicated", "outliers_removed", "label_noise_removed", "pruned_dataset"}
+OFF = [f"{s}.enabled=false" for s in STEPS] + ["representation.features=pixels"]
+
+
+def configs() -> dict[str, list[str]]:
+    """Name -> --set values: off, default, random, and `alone:<step>` (every other step off)."""
+    out = {"off": OFF, "default": [], "random": ["pruned_dataset.strategy=random"]}
+    for step in STEPS:
+        others = [f"{s}.enabled=false" for s in STEPS if s != step]
+        rep = [] if step in READS_REPRESENTATION else ["representation.features=pixels"]
+        out[f"alone:{step}"] = others + rep
+    return out
+
+
+def run_once(path: Path, config: str, seed: int, extra: list[str]) -> dict:
+    """One `prune-dagster run` of `config` at `seed`: accuracy, seconds, kept counts, removals by step."""
+    sets = [*configs()[config], *extra, f"representation.seed={seed}", f"trained_model.seed={seed}",
+            f"raw_dataset.split_seed={seed}", "trained_model.log_model=false"]
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "DAGSTER_HOME": f"{tmp}/home", "PRUNE_OUTPUT_DIR": f"{tmp}/out",
+               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
+        Path(f"{tmp}/home").mkdir()
+        Path(f"{tmp}/home/dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        cmd = [str(ROOT / ".venv" / "bin" / "prune-dagster"), "run", "--dataset", str(path)]
+        for s in sets:
+            cmd += ["--set", s]
+        start = time.perf_counter()
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+        seconds = time.perf_counter() - start
+        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest child so far
+        if proc.returncode != 0:
+            raise SystemExit(f"{config} seed {seed} failed:\n{proc.stderr[-3000:]}")
+        summary = json.loads(next(Path(f"{tmp}/out").rglob("summary.json")).read_text())
+    return {"config": config, "seed": seed, "seconds": round(seconds, 1), "peak_rss_mib": round(peak_mib),
+            "test_accuracy": summary["test_accuracy"], "n_kept": summary["n_kept"],
+            "n_train_split": summary["n_train_split"], "n_synthetic": summary["n_synthetic"],
+            "removed_by_step": {s["step"]: s["n_in"] - s["n_out"] for s in summary["steps"]},
+            "removed_by_reason": {s["step"]: s["removed_by_reason"] for s in summary["steps"]
+                                  if s["removed_by_reason"]},
+            "step_seconds": {s["step"]: s["seconds"] for s in summary["steps"]},
+            "train_seconds": summary.get("train_seconds")}
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Per configuration: mean accuracy (%), seconds, kept; against `off` when it ran."""
+    out = {}
+    for config in dict.fromkeys(r["config"] for r in rows):
+        mine = [r for r in rows if r["config"] == config]
+        out[config] = {"mean_test_accuracy_pct": round(100 * sum(r["test_accuracy"] for r in mine) / len(mine), 3),
+                       "mean_seconds": round(sum(r["seconds"] for r in mine) / len(mine), 1),
+                       "mean_n_kept": round(sum(r["n_kept"] for r in mine) / len(mine), 1), "seeds": len(mine)}
+    if "off" in out:
+        for s in out.values():
+            s["seconds_vs_off"] = round(s["mean_seconds"] / out["off"]["mean_seconds"], 2)
+            s["accuracy_vs_off_points"] = round(s["mean_test_accuracy_pct"] - out["off"]["mean_test_accuracy_pct"], 3)
+    return out
+
+
+def run_all(path: Path, names: list[str], seeds: list[int], extra: list[str], out: Path, command: str) -> dict:
+    """Every configuration at every seed (interleaved per seed); prints a table and writes `out`."""
+    load_start = os.getloadavg()
+    rows = []
+    for seed in seeds:
+        for config in names:
+            rows.append(run_once(path, config, seed, extra))
+            r = rows[-1]
+            print(f"{config:<30} seed {seed}: {100 * r['test_accuracy']:.2f}% test accuracy, {r['n_kept']} kept, "
+                  f"{r['seconds']:.0f} s  removed {r['removed_by_step']}", flush=True)
+    summary = summarise(rows)
+    print(f"\n{'configuration':<30}{'accuracy %':>11}{'vs off':>8}{'kept':>8}{'seconds':>9}{'x off':>7}")
+    for config, s in summary.items():
+        print(f"{config:<30}{s['mean_test_accuracy_pct']:>11.2f}{s.get('accuracy_vs_off_points', 0):>+8.2f}"
+              f"{s['mean_n_kept']:>8.0f}{s['mean_seconds']:>9.1f}{s.get('seconds_vs_off', 1):>7.2f}")
+    result = {"command": command, "data": str(path),
+              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "load_avg_start": load_start,
+                          "load_avg_end": os.getloadavg()}, "rows": rows, "summary": summary}
+    out.write_text(json.dumps(result, indent=1))
+    print(f"wrote {out}")
+    return result

@@ -77,7 +77,7 @@ def test_good_settings_pass_dagster_validation():
     resolved = dg.validate_run_config(job, config)["ops"]
     assert resolved["validated"]["config"]["enabled"] is False
     assert resolved["pruned_dataset"]["config"]["strategy"] == "random"
-    assert resolved["pruned_dataset"]["config"]["target_fraction"] == 0.8  # the rest keeps its defaults
+    assert resolved["pruned_dataset"]["config"]["target_fraction"] == 1.0  # the rest keeps its defaults
 
 
 @pytest.mark.parametrize("config", ["strategy: el2m", "target_fraction: 1.5"])

@@ -32,11 +32,12 @@ OLD_DEFAULTS = {
                          "n_components": 64, "seed": 0},
     "label_noise_removed": {"enabled": True, "classifier": "svc", "folds": 5,
                             "filter_by": "predicted_neq_given+recheck", "seed": 0},
-    # max_imbalance was 2.0: SMOTE-NC down to 2 : 1 cost accuracy on real Adult (3.2 : 1); now 10 (issue 21)
-    "class_balanced": {"enabled": True, "sampler": "smote", "max_imbalance": 10.0, "seed": 0},
+    # max_imbalance is a kind default (issue 21): 2 for images as before, 10 for tables and texts
+    "class_balanced": {"enabled": True, "sampler": "smote", "max_imbalance": 2.0, "seed": 0},
     "features_selected": {"enabled": True, "method": "auto", "threshold": 0.0, "keep_fraction": 0.75,
                           "measure": True, "seed": 0},
-    "pruned_dataset": {"enabled": True, "strategy": "el2n", "target_fraction": 0.8, "score_epochs": 5,
+    # target_fraction was 0.8: EL2N at 0.8 lost 0.3 points on real MNIST over 5 seeds (issue 22); now 1.0
+    "pruned_dataset": {"enabled": True, "strategy": "el2n", "target_fraction": 1.0, "score_epochs": 5,
                        "score_seeds": 3, "per_class": True, "seed": 0},
 }
 
@@ -80,7 +81,8 @@ def test_each_step_declares_typed_described_settings_with_the_old_defaults(step)
     for name, f in fields.items():  # a fixed choice is a Literal, never a bare str
         assert f.annotation is not str or name == "overrides", name
     defaults = step.params().model_dump()
-    assert {k: defaults[k] for k in OLD_DEFAULTS[step.asset]} == OLD_DEFAULTS[step.asset]
+    on_images = step.params().for_kind("image").model_dump()  # a kind's value replaces a sentinel default
+    assert {k: on_images[k] for k in OLD_DEFAULTS[step.asset]} == OLD_DEFAULTS[step.asset]
     config = step_config(step)
     assert issubclass(config, dg.Config) and config().model_dump() == defaults
     assert to_params(config(), step.params) == step.params()

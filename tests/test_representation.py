@@ -55,7 +55,7 @@ def test_probs_are_out_of_fold(digits, noisy_rep) -> None:
     assert rep.el2n[flip].mean() < oof_el2n[flip].mean() - 0.1  # the models that saw it learnt part of it
     # Sample i's row is exactly the prediction of the model trained without fold(i).
     f = 1
-    torch.set_num_threads(1)  # as compute_representation: the same summation order
+    torch.set_num_threads(FAST.threads)  # as compute_representation: the same summation order
     model = train_fold_model(x[rep.fold != f], noisy[rep.fold != f], 10, FAST, seed=FAST.seed * 100 + f)
     with torch.no_grad():
         direct = torch.softmax(model(torch.from_numpy(np.transpose(x[rep.fold == f], (0, 3, 1, 2)))), 1).numpy()

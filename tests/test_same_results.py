@@ -59,7 +59,9 @@ def test_the_graph_keeps_and_removes_what_it_did_before(source, prune_env):
         result = dg.materialize([by_key[k] for k in graph], instance=instance, resources=resources,
                                 run_config={"ops": {"raw_dataset": {"config": {"source": source}},
                                                     # the behaviour before the shared representation
-                                                    "representation": {"config": {"features": "pixels"}}}})
+                                                    "representation": {"config": {"features": "pixels"}},
+                                                    # the default then (1.0 since issue 22)
+                                                    "pruned_dataset": {"config": {"target_fraction": 0.8}}}})
     assert result.success
     selection = result.output_for_node(pipeline.SCORE_STEP)
     assert pinned(selection.kept_ids, selection.ledger) == BASELINE[source]

@@ -156,3 +156,23 @@ def test_feature_selection_masks_constant_pixels(digits_train):
     assert result.metadata["cv_accuracy_selected"] >= result.metadata["cv_accuracy_all_pixels"] - 0.01
     mi = select_features(images, labels, "mutual_info", keep_fraction=0.5, measure=False)
     assert mi.feature_mask.sum() == 32
+
+
+def test_label_noise_asks_weaker_kinds_for_a_confident_other_class():
+    """Tables and texts flag a sample only when the model gives another class >= 0.9 (their out-of-fold
+    models are weaker, so a merely likely other class is often a hard, correct sample); images flag both."""
+    from prune_dagster.core.steps.label_noise import LabelNoiseParams, label_issues_from_probabilities
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], 200)
+    p1 = np.where(labels == 1, 0.8, 0.2) + rng.uniform(-0.05, 0.05, len(labels))
+    sure, likely = np.arange(0, 10), np.arange(200, 210)  # wrong labels: other class at 0.97 / at 0.85
+    p1[sure] = 0.97
+    p1[likely] = 0.15
+    probs = np.stack([1 - p1, p1], axis=1)
+    ids = np.array([f"s{i}" for i in range(len(labels))], dtype=object)
+    flagged = {kind: set(label_issues_from_probabilities(ids, labels, probs, LabelNoiseParams().for_kind(kind))
+                         .removed["id"]) for kind in ("image", "table", "text")}
+    assert set(ids[sure]) <= flagged["table"] == flagged["text"]
+    assert not set(ids[likely]) & flagged["table"]
+    assert set(ids[likely]) <= flagged["image"]

@@ -66,6 +66,7 @@ class Step:
 
     def execute(self, params: Params, inputs: StepInputs) -> StepResult:
         """`run`, or, when the step is switched off, what it still does (nothing, by default)."""
+        params = params.for_kind(inputs.kind)
         if getattr(params, "enabled", True):
             return self.run(params, inputs)
         if self.disabled is not None:

@@ -27,9 +27,17 @@ REPRESENTATION = {"removes": "nothing: K-fold out-of-fold probabilities, embeddi
                   "key_settings": ("features", "folds", "epochs")}
 
 
+def _default(params: type, key: str) -> str:
+    """The field's default, or each kind's value where the default is a sentinel (`Params.KIND_DEFAULTS`)."""
+    per_kind = {kind: values[key] for kind, values in params.KIND_DEFAULTS.items() if key in values}
+    if not per_kind:
+        return f"{key}={params.model_fields[key].default}"
+    return f"{key}=" + " / ".join(f"{value} ({kind})" for kind, value in per_kind.items())
+
+
 def _defaults(params: type, key_settings: tuple[str, ...]) -> str:
     fields = params.model_fields
-    shown = [f"{k}={fields[k].default}" for k in key_settings if k in fields]
+    shown = [_default(params, k) for k in key_settings if k in fields]
     return ", ".join(shown) + ("" if fields.get("enabled") is None or fields["enabled"].default else " (off)")
 
 

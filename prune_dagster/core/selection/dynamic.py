@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from typing import Any, ClassVar, Literal, get_args
 
 import numpy as np
 from pydantic import Field
@@ -24,13 +24,18 @@ PLAN_KINDS: tuple[str, ...] = get_args(PlanKind)
 class DynamicParams(Params):
     """Dynamic pruning during training (InfoBatch) and feedback removal: what `make_epoch_plan` takes."""
 
-    dynamic: PlanKind = Field("none", description="none: plain full training; infobatch: skip easy samples "
-                                                   "each epoch from their per-sample losses.")
-    prune_ratio: float = Field(0.5, ge=0, lt=1, description="infobatch: share of below-mean-loss samples "
-                                                            "skipped each epoch.")
+    dynamic: Literal["auto", "none", "infobatch"] = Field(
+        "auto", description="none: plain full training; infobatch: skip easy samples each epoch from their "
+        "per-sample losses (full data in the last epochs); auto: the kind's default, infobatch for images "
+        "(docs/pays.md), none for tables and texts.")
+    prune_ratio: float = Field(0.7, ge=0, lt=1, description="infobatch: share of below-mean-loss samples "
+                               "skipped each epoch (0.7: on real MNIST 0.48 of the sample passes at 0.18 points "
+                               "below full training over 5 seeds; 0.5: 0.63 of them, 0.19 points below).")
     delta: float = Field(0.875, gt=0, le=1, description="infobatch: the full set is used from delta * epochs on.")
     feedback: bool = Field(False, description="Drop samples whose loss stays in the top tail (ledger step "
                                               "dynamic_feedback); needs dynamic=infobatch.")
+    KIND_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"image": {"dynamic": "infobatch"},
+                                                           "table": {"dynamic": "none"}, "text": {"dynamic": "none"}}
 
 
 @dataclass(frozen=True)

@@ -55,9 +55,11 @@ class PruneParams(ScoreParams):
                                                         "core/selection/scoring.py for each. semdedup: semantic "
                                                         "deduplication on the representation's embeddings "
                                                         "(core/selection/semdedup.py).")
-    target_fraction: float = Field(0.8, gt=0, le=1, description="Share of the cleaned set to keep, in (0, 1]; 1.0 "
-                                                                "keeps everything. (The metric retained_fraction "
-                                                                "is what was kept of the whole training split.)")
+    target_fraction: float = Field(1.0, gt=0, le=1, description="Share of the cleaned set to keep, in (0, 1]; 1.0 "
+                                   "keeps everything (the default: on real MNIST EL2N at 0.8 lost 0.3 points over 5 "
+                                   "seeds, on UCI Adult and Rotten Tomatoes every fraction below 1 lost accuracy; "
+                                   "trained_model's dynamic pruning is what saves compute, docs/pays.md). (The metric "
+                                   "retained_fraction is what was kept of the whole training split.)")
     scores_from: Literal["representation", "own_runs"] = Field(
         "representation", description="el2n: representation = the EL2N the shared representation's fold runs "
         "computed (nothing trained twice; own runs when the representation has none); own_runs = train "

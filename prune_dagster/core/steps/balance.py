@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -39,15 +39,19 @@ class BalanceParams(Params):
                                                                     "tomek (remove samples of large classes) | "
                                                                     "class_weight (keep the samples; trained_model "
                                                                     "weighs the loss per class)")
-    max_imbalance: float = Field(default=10.0, ge=1.0, le=1e6, description="largest / smallest class size "
-                                 "allowed before the sampler acts (10: only severe imbalance; on the real UCI "
-                                 "Adult table, 3.2 : 1, SMOTE-NC down to 2 : 1 cost 0.4 points of accuracy)")
+    max_imbalance: float = Field(default=0.0, ge=0.0, le=1e6, description="largest / smallest class size "
+                                 "allowed before the sampler acts (at least 1); 0 = the kind's default: 2 for "
+                                 "images, 10 for tables and texts (on the real UCI Adult table, 3.2 : 1, SMOTE-NC "
+                                 "down to 2 : 1 cost 0.4 points of accuracy)")
     seed: int = Field(default=0, ge=0, description="seed of the sampler")
     class_weight_kind: Literal[METHODS] = Field(default="effective_number",
                                                 description="class_weight: inverse_frequency (1 / n_c) or "
                                                             "effective_number ((1 - beta) / (1 - beta^n_c))")
     beta: float = Field(default=0.999, ge=0.0, lt=1.0, description="class_weight with effective_number: 0 = equal "
                                                                     "weights, towards 1 = inverse frequency")
+    KIND_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"image": {"max_imbalance": 2.0},
+                                                           "table": {"max_imbalance": 10.0},
+                                                           "text": {"max_imbalance": 10.0}}
 
 
 PARAMS = BalanceParams
@@ -58,6 +62,7 @@ def loss_weights(params: BalanceParams, labels: np.ndarray, n_classes: int, kind
     over-sampler past `max_imbalance`: texts cannot be interpolated, so they are weighed instead), else None."""
     if not params.enabled:
         return None
+    params = params.for_kind(kind)
     counts = np.bincount(labels, minlength=n_classes)
     present = counts[counts > 0]
     text_fallback = kind == "text" and params.sampler in OVER and len(present) and \

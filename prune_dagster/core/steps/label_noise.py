@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 from pydantic import Field
@@ -50,7 +50,7 @@ DESCRIPTION = ("Removes samples whose label confident learning (cleanlab) finds 
                "probabilities: the shared representation's, never flagging far beyond the estimated noise rate, "
                "or a classifier fitted here.")
 REMOVES = "samples whose given label the out-of-fold model confidently contradicts"
-KEY_SETTINGS = ("probabilities", "noise_filter", "max_flag_factor")
+KEY_SETTINGS = ("probabilities", "max_flag_factor", "min_other_probability")
 
 
 class LabelNoiseParams(Params):
@@ -75,6 +75,13 @@ class LabelNoiseParams(Params):
         "prune_by_noise_rate and prune_by_class)")
     max_flag_factor: float = Field(default=1.0, ge=0.0, le=10.0, description="probabilities=representation: "
                                    "flag at most this many times the estimated noise rate (least confident first)")
+    min_other_probability: float = Field(default=-1.0, ge=-1.0, le=1.0, description="probabilities=representation: "
+                                         "flag only when the model gives another class at least this; -1 = the kind's "
+                                         "default: 0 for images, 0.9 for tables and texts, whose weaker models "
+                                         "otherwise flag hard, correct samples (benchmarks/label_rule.py)")
+    KIND_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = {"image": {"min_other_probability": 0.0},
+                                                           "table": {"min_other_probability": 0.9},
+                                                           "text": {"min_other_probability": 0.9}}
 
 
 PARAMS = LabelNoiseParams
@@ -85,7 +92,8 @@ def label_issues_from_probabilities(ids: np.ndarray, labels: np.ndarray, probs: 
     """The step on out-of-fold probabilities it is given (the shared representation's): cleanlab's
     filter, capped at `max_flag_factor` x the confident joint's noise estimate (core/steps/noise_rate.py).
     Measured on real MNIST: 0.16-0.23% flagged as it is, flip F1 0.93-0.95 at 10% symmetric noise."""
-    rule = NoiseRateParams(filter_by=params.noise_filter, max_flag_factor=params.max_flag_factor)
+    rule = NoiseRateParams(filter_by=params.noise_filter, max_flag_factor=params.max_flag_factor,
+                           min_other_probability=max(params.min_other_probability, 0.0))
     decision = decide_label_issues(labels, probs, rule)
     issues = decision.issues
     removed = removed_frame(np.asarray(ids, dtype=object)[issues], "label_issue",

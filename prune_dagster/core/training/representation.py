@@ -19,7 +19,7 @@ machine (load 1.6-2.3 for two_conv rows and the document row marked *; 1.5-5 for
 batch 128, Adam 2e-3, `benchmarks/real.py --part representation` (results/real.json and
 results/real_representation.json): out-of-fold accuracy / seconds / estimated noise rate
 
-    two_conv  4 folds x 4 epochs, shifts <= 2 px   96.99% /  57 s / 0.23%     <- default
+    two_conv  4 folds x 4 epochs, shifts <= 2 px   96.99% /  57 s / 0.23%     <- the default until 2 folds (below)
     two_conv  4 x 3, shifts                        96.85% /  42 s / 0.28%
     two_conv  4 x 4, no shifts                     96.60% /  47 s / 0.58%
     two_conv  4 x 6, shifts                        97.31% /  84 s / 0.33%
@@ -28,7 +28,20 @@ results/real_representation.json): out-of-fold accuracy / seconds / estimated no
     document  5 x 4 / 4 x 6 / 4 x 8, shifts        96.06 / 95.97 / 96.45% (160 / 166 / 281 s)
 
 The final CNN (document's, `train_cnn` 20 epochs, batch 64) took 114-145 s in the same runs, so the
-default representation cost 0.59 / 0.76 / 0.66x of it side by side (seeds 0 / 1 / 2). Shifts halve
+4-fold representation cost 0.59 / 0.76 / 0.66x of it side by side (seeds 0 / 1 / 2).
+
+Cheaper, on a quiet 2-core machine (benchmarks/cheaper.py --part representation, seeds 0-2, mean):
+seconds / out-of-fold accuracy / F1 of the label step on 10% flips / final CNN on EL2N's 80%
+
+    4 folds, 1 thread        47.3 s / 97.18% / 0.941 / 97.52%
+    4 folds, 2 threads       29.8 s / 97.17% / 0.945 / 97.37%
+    3 folds, 2 threads       22.4 s / 97.16% / 0.945 / 97.63%
+    2 folds, 2 threads       13.6 s / 96.97% / 0.935 / 97.50%     <- default from 8,000 rows
+    2 folds, min_steps 120   10.3 s / 96.70% / 0.934 / 97.52%
+    4 folds, min_steps 90    16.9 s / 96.04% / 0.928 / 97.48%
+
+`min_steps` (180 at batch 128) sets the fold runs' length on 8,000 rows, not `epochs`: fewer steps cost
+out-of-fold accuracy; fewer folds cost little (each fold model sees half the data, for 6 epochs). Shifts halve
 the noise estimate (fewer hard, correct samples look mislabelled); with 10% flips two_conv found
 them with F1 0.93-0.95, the document's CNN 0.91-0.92 (noise_rate.py). EL2N from the fold runs at
 retained fraction 0.5 beat random by 1.5 points of test accuracy over 3 seeds (97.53 vs 96.05%; no
@@ -99,17 +112,30 @@ def make_model(kind: str, images: np.ndarray, n_classes: int) -> nn.Module:
     return model
 
 
+# With folds=0, two folds once each fold model trains on at least this many rows (half the set).
+TWO_FOLD_ROWS = 4000
+
+
+def resolved_folds(folds: int, n: int) -> int:
+    """`folds`, or for 0 the size rule: 2 when n / 2 >= TWO_FOLD_ROWS, else 4."""
+    return folds or (2 if n >= 2 * TWO_FOLD_ROWS else 4)
+
+
 class RepresentationParams(Params):
     """Settings of the K-fold representation (see the module docstring)."""
 
-    folds: int = Field(4, ge=2, le=10, description="Stratified folds; each sample is predicted by the one "
-                       "model that did not train on it.")
+    folds: int = Field(0, ge=0, le=10, description="Stratified folds; each sample is predicted by the one "
+                       "model that did not train on it. 0 = by size: 2 when each fold model still trains on at "
+                       f"least {TWO_FOLD_ROWS:,} rows (real MNIST: as good as 4 for every step that reads it, in "
+                       "0.46x the time), else 4 (small sets need the rows: on 8x8 digits 2 folds flagged "
+                       "1.2% of clean samples as label issues).")
     epochs: int = Field(4, ge=1, le=50, description="Epochs of each fold's training run.")
     batch_size: int = Field(128, ge=8, le=4096, description="Mini-batch size of the fold runs.")
     lr: float = Field(2e-3, gt=0.0, le=1.0, description="Adam learning rate of the fold runs.")
     seed: int = Field(0, ge=0, description="Seeds the fold split, the fit samples, the weights and the shifts.")
-    threads: int = Field(1, ge=0, le=256, description="Torch threads (0: torch's default). Batches of small "
-                         "images run faster on one thread than on two busy cores.")
+    threads: int = Field(2, ge=0, le=256, description="Torch threads (0: torch's default, one per core). 2: "
+                         "1.6x faster than 1 thread on real MNIST on 2 idle cores, and the same numbers on any "
+                         "machine (another thread count sums floats in another order).")
     augmentation: Literal["none", "shift"] = Field(
         "shift", description="'shift': each training image is moved by up to `max_shift` pixels per epoch "
         "(edge pixels repeated); 'none': images as given.")
@@ -270,6 +296,7 @@ def compute_representation(ids: np.ndarray, images: np.ndarray | Encoded, labels
     is the pixels, or a table's or texts' encoded rows (then each fold trains the kind's model)."""
     params = params or RepresentationParams()
     labels = np.asarray(labels, dtype=np.int64)
+    params = params.model_copy(update={"folds": resolved_folds(params.folds, len(labels))})
     _check(images, labels, n_classes, params.folds)
     start = time.perf_counter()
     previous = torch.get_num_threads()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, Self
+from typing import Any, ClassVar, Literal, Protocol
 
 import numpy as np
 import torch
@@ -19,8 +19,8 @@ from prune_dagster.core.training.model import PruneCNN
 # Each kind's training defaults, measured on real data: the document's CNN 20 epochs (real MNIST), the
 # table MLP 15 (UCI Adult: benchmarks/table_model_check.py), the text CNN 5 at 3e-3, where it peaks before
 # overfitting (Rotten Tomatoes: benchmarks/text_model_check.py).
-KIND_DEFAULTS: dict[str, dict[str, float]] = {"image": {"epochs": 20, "lr": 1e-3}, "table": {"epochs": 15, "lr": 1e-3},
-                                              "text": {"epochs": 5, "lr": 3e-3}}
+KIND_DEFAULTS: dict[str, dict[str, Any]] = {"image": {"epochs": 20, "lr": 1e-3}, "table": {"epochs": 15, "lr": 1e-3},
+                                            "text": {"epochs": 5, "lr": 3e-3}}
 
 
 class OptimizerParams(Params):
@@ -36,11 +36,7 @@ class OptimizerParams(Params):
     optimizer: Literal["adam", "sgd"] = Field("adam", description="adam; or sgd with `momentum` (the document's "
                                               "optimiser: SGD, lr 0.001, momentum 0.9).")
     momentum: float = Field(0.9, ge=0.0, lt=1.0, description="sgd: momentum (the document's 0.9); adam ignores it.")
-
-    def for_kind(self, kind: str) -> Self:
-        """These settings with `epochs` and `lr` left at 0 set to the kind's defaults (KIND_DEFAULTS)."""
-        defaults = KIND_DEFAULTS[kind]
-        return self.model_copy(update={"epochs": self.epochs or defaults["epochs"], "lr": self.lr or defaults["lr"]})
+    KIND_DEFAULTS: ClassVar[dict[str, dict[str, Any]]] = KIND_DEFAULTS
 
     def make_optimizer(self, parameters: Any) -> torch.optim.Optimizer:
         """The optimiser these settings name, over `parameters`."""

@@ -64,6 +64,7 @@ def build(config: RepresentationConfig, dataset: Dataset, selection: Selection,
         "n_samples": len(rep.ids),
         "embedding_dim": None if rep.embeddings is None else int(rep.embeddings.shape[1]),
         "oof_accuracy": None if rep.oof_accuracy is None else round(rep.oof_accuracy, 4),
+        "folds": len(rep.models) if rep.models else None,  # folds=0 chooses by size
         "seconds": round(time.perf_counter() - start, 3),
         "sample_passes": rep.sample_passes,
         **engine_metadata(engine, tasks_before),  # the K-fold runs train in this process (torch), on any engine

@@ -105,7 +105,7 @@ def step_asset(step: pipeline.Step, previous: str | None, last: bool) -> dg.Asse
     def _step(context: dg.AssetExecutionContext, config: config_class, **upstream: Any) -> dg.Output[Selection]:
         dataset: Dataset = upstream[RAW]
         engine: ComputeEngine = context.resources.engine
-        params = to_params(config, step.params)
+        params = to_params(config, step.params).for_kind(dataset.kind)  # sentinels: the kind's values
         inputs = StepInputs(dataset, upstream[previous] if previous is not None else start_selection(dataset),
                             upstream.get(pipeline.REPRESENTATION), engine.mapper(), engine.block_rows,
                             settings.edge_defaults())

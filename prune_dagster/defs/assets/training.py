@@ -38,10 +38,13 @@ class TrainedModelConfig(dagster_config(TrainParams), dagster_config(DynamicPara
     log_model: bool = Field(True, description="Log the model to MLflow (with signature and input example).")
 
 
-def strategy_name(selection: Selection, config: TrainedModelConfig) -> str:
-    """e.g. `el2n`, `el2n+infobatch`, `infobatch+feedback` (static step off), or `none`."""
+def strategy_name(selection: Selection, config: DynamicParams) -> str:
+    """e.g. `el2n`, `el2n+infobatch`, `infobatch+feedback` (static step off), or `none` (`config`: the
+    dynamic settings resolved for the kind)."""
     record = selection.record("pruned_dataset")
-    parts = [record.config["strategy"]] if record and record.config.get("enabled", True) else []
+    static = record is not None and record.config.get("enabled", True) and record.config.get("target_fraction",
+                                                                                              1.0) < 1.0
+    parts = [record.config["strategy"]] if static else []  # at 1.0 the score step kept everything
     if config.dynamic != "none":
         parts += [config.dynamic] + (["feedback"] if config.feedback else [])
     return "+".join(parts) or "none"
@@ -113,8 +116,9 @@ def train_and_log(context: dg.AssetExecutionContext, config: TrainedModelConfig,
     content, labels = training_content(raw_dataset, pruned_dataset)
     cfg = TrainParams.of(config).for_kind(raw_dataset.kind)  # epochs and lr at 0: the kind's defaults
     cfg = cfg.model_copy(update={"threads": config.threads or default_threads()})
-    plan = make_epoch_plan(config.dynamic, len(labels), prune_ratio=config.prune_ratio, delta=config.delta,
-                           feedback=config.feedback, seed=config.seed)
+    dynamic = DynamicParams.of(config).for_kind(raw_dataset.kind)  # auto: the kind's default
+    plan = make_epoch_plan(dynamic.dynamic, len(labels), prune_ratio=dynamic.prune_ratio, delta=dynamic.delta,
+                           feedback=dynamic.feedback, seed=config.seed)
     weights = class_weights_of(pruned_dataset, labels, raw_dataset.n_classes, raw_dataset.kind)
     result, encoder, example = train_final(raw_dataset.kind, content, labels, raw_dataset.n_classes, cfg,
                                            pruned_dataset.feature_mask, pruned_dataset.kept_features, plan,
@@ -123,7 +127,7 @@ def train_and_log(context: dg.AssetExecutionContext, config: TrainedModelConfig,
     n_dropped = 0 if feedback is None else len(feedback)
     fractions = selection_fractions(pruned_dataset, n_dropped=n_dropped, sample_passes=result.sample_passes,
                                     epochs=cfg.epochs, n_train=len(labels))
-    strategy = strategy_name(pruned_dataset, config)
+    strategy = strategy_name(pruned_dataset, dynamic)
     metrics = {
         "n_train": float(len(labels)),
         "train_seconds": round(result.seconds, 3),
@@ -136,6 +140,7 @@ def train_and_log(context: dg.AssetExecutionContext, config: TrainedModelConfig,
             "dataset": raw_dataset.source, "dataset_digest": raw_dataset.digest()}
     params = {"strategy": strategy, "kind": raw_dataset.kind,
               **config.model_dump(exclude={"log_model"}), "epochs": cfg.epochs, "lr": cfg.lr,
+              "dynamic": dynamic.dynamic,
               **step_params(pruned_dataset), **weight_params(weights)}
     run_id = mlflow.log_training_run(
         f"{strategy}-{fractions.target_fraction:.2f}", tags, params, metrics, losses=result.epoch_losses,

@@ -1,5 +1,5 @@
 """`prune_job` on a real table or text corpus, side by side: every step off, each step alone, the
-default, random at the default's fraction. Shared by benchmarks/real_table.py and real_text.py.
+default, and the default asked to keep 80% by EL2N or at random. Shared by benchmarks/real_table.py and real_text.py.
 
 Each run is a fresh `prune-dagster run` process in its own temporary DAGSTER_HOME / output folder /
 MLflow store, so every configuration pays the same start-up. Per seed s the split (where the data has
@@ -22,16 +22,19 @@ ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["validated", "exact_deduplicated", "near_deduplicated", "outliers_removed", "label_noise_removed",
          "class_balanced", "features_selected", "pruned_dataset"]
 READS_REPRESENTATION = {"near_deduplicated", "outliers_removed", "label_noise_removed", "pruned_dataset"}
-OFF = [f"{s}.enabled=false" for s in STEPS] + ["representation.features=pixels"]
+OFF = [f"{s}.enabled=false" for s in STEPS] + ["representation.features=pixels", "trained_model.dynamic=none"]
 
 
 def configs() -> dict[str, list[str]]:
     """Name -> --set values: off, default, random, and `alone:<step>` (every other step off)."""
-    out = {"off": OFF, "default": [], "random": ["pruned_dataset.strategy=random"]}
+    out = {"off": OFF, "default": [], "el2n_0.8": ["pruned_dataset.target_fraction=0.8"],
+           "random_0.8": ["pruned_dataset.strategy=random", "pruned_dataset.target_fraction=0.8"]}
     for step in STEPS:
         others = [f"{s}.enabled=false" for s in STEPS if s != step]
         rep = [] if step in READS_REPRESENTATION else ["representation.features=pixels"]
-        out[f"alone:{step}"] = others + rep
+        # the score step keeps everything by default on tables and texts: alone, it is asked for 0.8
+        fraction = ["pruned_dataset.target_fraction=0.8"] if step == "pruned_dataset" else []
+        out[f"alone:{step}"] = others + rep + fraction
     return out
 
 

@@ -36,7 +36,7 @@ STEPS = ["validated", "exact_deduplicated", "near_deduplicated", "outliers_remov
          "class_balanced", "features_selected", "pruned_dataset"]
 CONFIGS = {
     "default": [],
-    "off": [f"{s}.enabled=false" for s in STEPS] + ["representation.features=pixels"],
+    "off": [f"{s}.enabled=false" for s in STEPS] + ["representation.features=pixels", "trained_model.dynamic=none"],
     "cleaning_only": ["pruned_dataset.enabled=false"],
     "pixels": ["representation.features=pixels"],
     # The default graph with random instead of EL2N at the same retained fraction (the baseline to beat).

@@ -63,11 +63,13 @@ def child(path: Path, engine: str, out: Path) -> None:
     steps = {r.step: {"seconds": r.seconds, "removed": r.n_in - r.n_out} for r in selection.history}
     rep = result.output_for_node("representation")
     kept = "\n".join(sorted(map(str, selection.kept_ids)))
-    out.write_text(json.dumps({"seconds": round(seconds, 1), "steps": steps, "representation_seconds":
-                               round(rep.seconds, 1), "n_kept": len(selection.kept_ids),
+    # this process's peak, or a Dask worker's (workers are this process's children, waited for on close)
+    peak = max(resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    out.write_text(json.dumps({"seconds": round(seconds, 1), "peak_rss_mib": round(peak / 1024), "steps": steps,
+                               "representation_seconds": round(rep.seconds, 1), "n_kept": len(selection.kept_ids),
                                "kept_sha256": hashlib.sha256(kept.encode()).hexdigest(),
-                               "ledger": selection.ledger.groupby(["step", "reason"]).size().astype(int).to_dict()},
-                              default=str))
+                               "ledger": {f"{step}/{reason}": int(n) for (step, reason), n in
+                                          selection.ledger.groupby(["step", "reason"]).size().items()}}))
 
 
 def run(path: Path, engine: str) -> dict:
@@ -76,16 +78,12 @@ def run(path: Path, engine: str) -> dict:
                "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
         Path(f"{tmp}/home").mkdir()
         Path(f"{tmp}/home/dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         proc = subprocess.run([sys.executable, __file__, "--child", str(path), engine, f"{tmp}/result.json"],
                               env=env, capture_output=True, text=True, check=False)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         if proc.returncode != 0:
             raise SystemExit(f"{path.name} on {engine} failed:\n{proc.stderr[-3000:]}")
         out = json.loads(Path(f"{tmp}/result.json").read_text())
-    # ru_maxrss of children is the largest child so far: a run that peaked lower reports the earlier peak
-    return {**out, "data": path.name, "engine": engine, "peak_rss_mib": round(peak / 1024),
-            "peak_is_this_run": peak > before}
+    return {**out, "data": path.name, "engine": engine}
 
 
 def main(argv: list[str] | None = None) -> int:

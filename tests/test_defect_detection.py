@@ -16,7 +16,7 @@ from prune_dagster.core.embedding.pca import flatten, pca_embed
 from prune_dagster.core.steps.dedup import content_hashes, find_exact_duplicates
 from prune_dagster.core.steps.label_noise import LabelNoiseParams, find_label_issues, label_issues_from_probabilities
 from prune_dagster.core.steps.near_dup import find_near_duplicates, near_duplicate_views
-from prune_dagster.core.steps.outliers import find_outliers
+from prune_dagster.core.steps.outliers import OutlierParams, find_outliers
 from prune_dagster.core.training.representation import compute_representation
 from prune_dagster.fixtures.defects import dirty_digits_truth, load_dirty_digits
 
@@ -139,7 +139,9 @@ def test_asset_defaults_are_the_measured_step_defaults():
     near, outl, label = defaults(find_near_duplicates), defaults(find_outliers), defaults(find_label_issues)
     assert NearDedupConfig().threshold == near["threshold"] and NearDedupConfig().keep == near["keep"]
     o = OutlierConfig()
-    assert (o.method, o.z_threshold, o.contamination) == (outl["method"], outl["z_threshold"], outl["contamination"])
+    assert o.contamination == outl["contamination"]
+    image = OutlierParams().for_kind("image")
+    assert (image.method, image.z_threshold) == (outl["method"], outl["z_threshold"])
     assert o.n_components == 64
     lc = LabelNoiseConfig()
     assert (lc.classifier, lc.folds, lc.filter_by) == (label["classifier"], label["folds"], label["filter_by"])

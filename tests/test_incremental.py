@@ -138,7 +138,7 @@ def test_a_saved_index_decides_the_same_and_scores_mean_what_the_pipeline_says(p
     removed = first.removed.set_index("id")
     assert (removed.loc[ids[kinds == "exact"], "score"] >= 2).all()  # group size: the old copy and the new
     outliers = removed[removed["step"] == "outliers_removed"]
-    assert len(outliers) and (outliers["score"] > OutlierParams().z_threshold).all()  # robust z
+    assert len(outliers) and (outliers["score"] > OutlierParams().for_kind("image").z_threshold).all()  # robust z
     near = removed[removed["step"] == "near_deduplicated"]
     assert near["score"].between(0, 1).all()  # median NN distances: a copy lies far closer than a neighbour
 

@@ -3,6 +3,7 @@ the incremental index, TF-IDF, vocabulary pruning and the text CNN. Small synthe
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
@@ -29,6 +30,7 @@ from prune_dagster.core.kinds.text_near import (
     shingle_sets,
     sketch,
 )
+from prune_dagster.core.kinds.text_tokens import unknown_words
 from prune_dagster.core.training.text_model import TextCNN, TextEncoder, Vocabulary
 
 VOCAB = [f"w{k}" for k in range(400)]
@@ -278,3 +280,45 @@ def test_candidates_below_the_threshold_are_rejected_by_exact_jaccard():
     i, j, jac, _ = near_duplicate_pairs(texts, 0.7)
     assert set(zip(i.tolist(), j.tolist(), strict=True)) <= {(k, k + 20) for k in range(20)}
     assert len(i) >= 18 and jac == pytest.approx(17 / 23)
+
+
+def test_unknown_words_counts_words_found_in_no_other_text():
+    texts = ["the film is good", "the film is bad", "qzx vbnw plkj", "touché", "the plot is good qzx"]
+    share, count, vocabulary = unknown_words(texts)
+    # "qzx" is in two texts, so only vbnw and plkj are unknown in the third; "touché" is alone in the fourth
+    assert count.tolist() == [0, 1, 2, 1, 1] and share[2] == pytest.approx(2 / 3) and share[3] == 1.0
+    assert "qzx" in vocabulary and "good" in vocabulary
+    share, count, _ = unknown_words(["the qzx mmm", "good film"], known=vocabulary)
+    assert count.tolist() == [1, 0] and share[0] == pytest.approx(1 / 3)
+
+
+def test_outliers_remove_random_strings_among_texts_and_decide_new_ones(tmp_path):
+    from prune_dagster.core.data.sources import load_source
+    from prune_dagster.core.ledger import Selection
+    from prune_dagster.core.steps import outliers
+    from prune_dagster.core.steps.base import StepInputs
+    from prune_dagster.core.steps.frozen import NewBatch
+
+    rng = np.random.default_rng(3)
+    texts = [" ".join(s) for s in sentences(200, seed=5, length=12)]
+    junk = [" ".join("".join(rng.choice(list("bcdfghjklmnpqrstvwxz"), 7)) for _ in range(10)) for _ in range(5)]
+    rows = [{"id": f"s{i}", "text": t, "label": "ab"[i % 2]} for i, t in enumerate([*texts, *junk[:4], "Touché!"])]
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ds = load_source(str(path))
+    sel = Selection(kept_ids=ds.ids.copy(), test_ids=np.array([], dtype=object), n_train_split=len(ds))
+    junk_ids = {"s200", "s201", "s202", "s203"}
+    knn = outliers.OutlierParams(embedding="raw", method="knn").for_kind("text")
+    result = outliers.run(knn, StepInputs(ds, sel))
+    unknown = result.removed[result.removed["reason"] == "unknown_words"]
+    # kNN on TF-IDF misses them (no word in 2 texts: an empty vector); their words find them all
+    assert set(unknown["id"]) == junk_ids  # the one-word "Touché!" stays (1 word)
+    assert (unknown["score"] >= 0.8).all()
+    off = outliers.run(knn.model_copy(update={"text_unknown_share": 0.0}), StepInputs(ds, sel))
+    assert "unknown_words" not in set(off.removed["reason"])
+    default = outliers.OutlierParams().for_kind("text")  # texts: the words alone, no kNN
+    result = outliers.run(default, StepInputs(ds, sel))
+    assert default.method == "none" and set(result.removed["id"]) == junk_ids
+    batch = NewBatch(ids=["n0", "n1"], content=np.array([junk[4], texts[0].upper()], dtype=object), labels=[0, 1])
+    outliers.decide(outliers.freeze(result.state, None), default, batch)
+    assert set(batch.removed()["id"]) == {"n0"}

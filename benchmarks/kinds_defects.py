@@ -24,6 +24,7 @@ import platform
 import tempfile
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pandas as pd
@@ -89,26 +90,40 @@ def ours(ledger: pd.DataFrame, truth: pd.DataFrame, natural: set) -> dict:
     return score({d: set(ledger.loc[ledger["step"] == s, "id"]) for d, s in STEP_OF.items()}, truth, natural)
 
 
-def datalab(dataset, rep, truth: pd.DataFrame, natural: set) -> dict:
-    """Datalab's label, outlier and near-duplicate issues on the same inputs (see the module docstring)."""
+def datalab_issues(labels: np.ndarray, probs: np.ndarray, embeddings: np.ndarray, train_labels: np.ndarray,
+                   raw: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    """Datalab's label and outlier flags, and its near-duplicate (flags, sets) on the raw features."""
     from cleanlab import Datalab
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lab = Datalab(data={"label": labels}, label_name="label", verbosity=0)
+        lab.find_issues(pred_probs=probs, features=embeddings, issue_types={"label": {}, "outlier": {}})
+        dups = Datalab(data={"label": train_labels}, label_name="label", verbosity=0)
+        dups.find_issues(features=raw, issue_types={"near_duplicate": {}})
+    nd = dups.get_issues("near_duplicate")
+    return (lab.get_issues("label")["is_label_issue"].to_numpy(),
+            lab.get_issues("outlier")["is_outlier_issue"].to_numpy(),
+            list(zip(nd["is_near_duplicate_issue"], nd["near_duplicate_sets"], strict=True)))
+
+
+def datalab(dataset, rep, truth: pd.DataFrame, natural: set) -> dict:
+    """Datalab's label, outlier and near-duplicate issues on the same inputs (see the module docstring).
+    cleanlab's label search forks a pool of one process per core unless told otherwise, and a fork after
+    torch started its threads hung here once: it runs on one process (cleanlab: "n_jobs only affects
+    runtimes, results will be the same"), by answering its core count with 1."""
     from kinds_plant import raw_matrix
 
     seen = np.asarray(rep.ids, dtype=object)  # the samples the label and outlier steps' representation saw
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        lab = Datalab(data={"label": dataset.labels[dataset.index_of(seen)]}, label_name="label", verbosity=0)
-        lab.find_issues(pred_probs=np.asarray(rep.probs), features=np.asarray(rep.embeddings),
-                        issue_types={"label": {}, "outlier": {}})
-        train = dataset.ids_in("train")
-        dups = Datalab(data={"label": dataset.labels[dataset.index_of(train)]}, label_name="label", verbosity=0)
-        dups.find_issues(features=raw_matrix(dataset, train), issue_types={"near_duplicate": {}})
-    nd = dups.get_issues("near_duplicate")
-    dup = {train[i] for i, (flag, sets) in enumerate(zip(nd["is_near_duplicate_issue"], nd["near_duplicate_sets"],
-                                                         strict=True)) if flag and len(sets) and min(sets) < i}
-    flags = {"flip": set(seen[lab.get_issues("label")["is_label_issue"].to_numpy()]),
-             "outlier": set(seen[lab.get_issues("outlier")["is_outlier_issue"].to_numpy()]),
-             "exact": dup, "near": dup}
+    train = dataset.ids_in("train")
+    args = (dataset.labels[dataset.index_of(seen)], np.asarray(rep.probs), np.asarray(rep.embeddings),
+            dataset.labels[dataset.index_of(train)], raw_matrix(dataset, train))
+    import cleanlab.filter
+
+    with mock.patch.object(cleanlab.filter.psutil, "cpu_count", lambda logical=True: 1):
+        label, outlier, near = datalab_issues(*args)
+    dup = {train[i] for i, (flag, sets) in enumerate(near) if flag and len(sets) and min(sets) < i}
+    flags = {"flip": set(seen[label]), "outlier": set(seen[outlier]), "exact": dup, "near": dup}
     return score(flags, truth, natural)
 
 
@@ -142,12 +157,12 @@ def run_seed(kind: str, seed: int) -> dict:
 
 def run_all(kind: str, seeds: list[int], out: Path, command: str) -> dict:
     rows = [run_seed(kind, s) for s in seeds]
-    print(f"\n{'defect':<8}{'who':<9}" + "".join(f"{'seed ' + str(r['seed']) + ' P/R/F1':>24}" for r in rows))
+    print(f"\n{'defect':<19}{'who':<9}" + "".join(f"{'seed ' + str(r['seed']) + ' P/R/F1':>24}" for r in rows))
     lines = [(d, w) for d in STEP_OF for w in ("ours", "datalab")] + [("flip, min_other 0", "ours")]
     for defect, who in lines:
         cells = "".join(f"{r[who][defect]['precision']:>8.3f}{r[who][defect]['recall']:>8.3f}"
                         f"{r[who][defect]['f1']:>8.3f}" for r in rows)
-        print(f"{defect:<8}{who:<9}{cells}")
+        print(f"{defect:<19}{who:<9}{cells}")
     result = {"command": command, "kind": kind, "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                                            "load_avg": os.getloadavg()}, "rows": rows}
     out.write_text(json.dumps(result, indent=1, default=str))

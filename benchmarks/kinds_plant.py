@@ -85,19 +85,21 @@ def plant(kind: str, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, set]:
     for p in flip:
         dirty.loc[p, label] = str(rng.choice(classes[classes != dirty.loc[p, label]]))
         truth.append((dirty.loc[p, "id"], "flip", ""))
-    natural = natural_duplicates(kind, frame.iloc[train])
+    natural = natural_duplicates(kind, frame)
     return dirty, pd.DataFrame(truth, columns=["id", "defect", "source"]), natural
 
 
 def natural_duplicates(kind: str, frame: pd.DataFrame) -> set:
-    """Ids of real training rows identical (after the step's normalisation) to another real training row."""
+    """Ids of real training rows identical (after the step's normalisation) to another real row, of the
+    training split or the test split (the step removes a copy of a test row as `duplicate_of_test`)."""
     if kind == "text":
         from prune_dagster.core.kinds.text import normalize
 
         key = frame["text"].map(normalize)
     else:
         key = frame.drop(columns=["id", "label", "split"]).agg("\x1f".join, axis=1)
-    return set(frame["id"][key.duplicated(keep=False)])
+    train = (frame["split"] == "train").to_numpy()
+    return set(frame["id"][key.duplicated(keep=False).to_numpy() & train])
 
 
 def write_dirty(frame: pd.DataFrame, kind: str, folder: Path) -> Path:

@@ -55,9 +55,17 @@ def scan_image_folder(root: Path | str) -> FolderScan:
     Hidden files and folders, other suffixes (.txt, .DS_Store, Thumbs.db) and files directly in the
     root are skipped, not errors. Symlinked folders below a class folder are not followed.
     """
+    return scan_class_folders(root, IMAGE_SUFFIXES, "an image", "class sub-folders")
+
+
+def scan_class_folders(root: Path | str, suffixes: frozenset[str], what: str, expected: str) -> FolderScan:
+    """The layout every folder source shares: class = top-level sub-folder, files with one of `suffixes`
+    anywhere below it; everything else is listed in `ignored` (relative path → why), never an error.
+    `what` names a wanted file in those reasons ("not an image (.txt)"), `expected` the folder's content
+    in the error for a root that is not a folder."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder; expected a folder of class sub-folders")
+        raise DatasetError(f"{root}: not a folder; expected a folder of {expected}")
     classes, files, ignored = [], [], {}
     for entry in sorted(os.scandir(root), key=lambda e: e.name):
         if entry.name.startswith("."):
@@ -83,8 +91,8 @@ def scan_image_folder(root: Path | str) -> FolderScan:
                 rel = (rel_dir / f).as_posix()
                 if f.startswith("."):
                     ignored[rel] = "hidden"
-                elif Path(f).suffix.lower() not in IMAGE_SUFFIXES:
-                    ignored[rel] = f"not an image ({Path(f).suffix or 'no suffix'})"
+                elif Path(f).suffix.lower() not in suffixes:
+                    ignored[rel] = f"not {what} ({Path(f).suffix or 'no suffix'})"
                 else:
                     files.append((rel, name))
     files.sort()

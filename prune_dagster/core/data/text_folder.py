@@ -10,7 +10,6 @@ file is an empty text, not an error (validation removes empty texts).
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections import Counter
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from prune_dagster.core.data.dataset import Dataset
-from prune_dagster.core.data.image_folder import IGNORED_DIRS, IMAGE_SUFFIXES, FolderScan
+from prune_dagster.core.data.image_folder import IMAGE_SUFFIXES, FolderScan, scan_class_folders
 from prune_dagster.core.data.pillow import BROKEN_LINK, OUTSIDE_ROOT, UNREADABLE
 from prune_dagster.core.errors import ConfigError, DatasetError
 
@@ -35,38 +34,7 @@ BOM = b"\xef\xbb\xbf"
 def scan_text_folder(root: Path | str) -> FolderScan:
     """Class = top-level sub-folder; texts = .txt files anywhere below it. Other files, hidden entries and
     files directly in the root are listed in `ignored` (relative path → why), not errors."""
-    root = Path(root).expanduser().resolve()
-    if not root.is_dir():
-        raise DatasetError(f"{root}: not a folder; expected a folder of class sub-folders of .txt files")
-    classes, files, ignored = [], [], {}
-    for entry in sorted(os.scandir(root), key=lambda e: e.name):
-        if entry.name.startswith("."):
-            ignored[entry.name] = "hidden"
-        elif entry.is_dir() and entry.name not in IGNORED_DIRS:
-            classes.append(entry.name)
-        else:
-            ignored[entry.name] = "ignored folder" if entry.is_dir() else "not in a class folder"
-
-    def unreadable(exc: OSError) -> None:  # os.walk would skip the folder silently
-        ignored[Path(os.path.relpath(exc.filename, root)).as_posix() + "/"] = f"unreadable folder ({exc.strerror})"
-
-    for name in classes:
-        for dirpath, dirnames, filenames in os.walk(root / name, onerror=unreadable, followlinks=False):
-            rel_dir = Path(dirpath).relative_to(root)
-            for d in list(dirnames):
-                if d.startswith(".") or d in IGNORED_DIRS or os.path.islink(os.path.join(dirpath, d)):
-                    ignored[(rel_dir / d).as_posix() + "/"] = "hidden" if d.startswith(".") else "folder not followed"
-                    dirnames.remove(d)
-            for f in filenames:
-                rel = (rel_dir / f).as_posix()
-                if f.startswith("."):
-                    ignored[rel] = "hidden"
-                elif Path(f).suffix.lower() not in TEXT_SUFFIXES:
-                    ignored[rel] = f"not a text file ({Path(f).suffix or 'no suffix'})"
-                else:
-                    files.append((rel, name))
-    files.sort()
-    return FolderScan(root=root, classes=classes, files=files, ignored=ignored)
+    return scan_class_folders(root, TEXT_SUFFIXES, "a text file", "class sub-folders of .txt files")
 
 
 def is_text_folder(root: Path | str) -> bool:

@@ -9,14 +9,16 @@ interleaved per seed, so a drift in the machine's load hits them alike.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
-import resource
-import subprocess
+import sys
 import tempfile
-import time
+from collections.abc import Callable
 from pathlib import Path
+
+from cli_run import run_cli  # benchmarks/ is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 STEPS = ["validated", "exact_deduplicated", "near_deduplicated", "outliers_removed", "label_noise_removed",
@@ -38,25 +40,22 @@ def configs() -> dict[str, list[str]]:
     return out
 
 
+def config_sets(name: str) -> list[str]:
+    """The --set values of `name`: one of `configs()`, or `random_off:<fraction>` (every step off but a
+    random draw keeping that fraction: random removal of as many samples as the default removes)."""
+    if name.startswith("random_off:"):
+        return [s for s in OFF if s != "pruned_dataset.enabled=false"] + [
+            "pruned_dataset.strategy=random", f"pruned_dataset.target_fraction={name.split(':', 1)[1]}"]
+    return configs()[name]
+
+
 def run_once(path: Path, config: str, seed: int, extra: list[str]) -> dict:
     """One `prune-dagster run` of `config` at `seed`: accuracy, seconds, kept counts, removals by step."""
-    sets = [*configs()[config], *extra, f"representation.seed={seed}", f"trained_model.seed={seed}",
+    sets = [*config_sets(config), *extra, f"representation.seed={seed}", f"trained_model.seed={seed}",
             f"raw_dataset.split_seed={seed}", "trained_model.log_model=false"]
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "DAGSTER_HOME": f"{tmp}/home", "PRUNE_OUTPUT_DIR": f"{tmp}/out",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
-        Path(f"{tmp}/home").mkdir()
-        Path(f"{tmp}/home/dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-        cmd = [str(ROOT / ".venv" / "bin" / "prune-dagster"), "run", "--dataset", str(path)]
-        for s in sets:
-            cmd += ["--set", s]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - start
-        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest child so far
-        if proc.returncode != 0:
-            raise SystemExit(f"{config} seed {seed} failed:\n{proc.stderr[-3000:]}")
-        summary = json.loads(next(Path(f"{tmp}/out").rglob("summary.json")).read_text())
+        run = run_cli(path, sets, Path(tmp))
+    seconds, peak_mib, summary = run.seconds, run.peak_rss_mib, run.summary
     return {"config": config, "seed": seed, "seconds": round(seconds, 1), "peak_rss_mib": round(peak_mib),
             "test_accuracy": summary["test_accuracy"], "n_kept": summary["n_kept"],
             "n_train_split": summary["n_train_split"], "n_synthetic": summary["n_synthetic"],
@@ -103,3 +102,23 @@ def run_all(path: Path, names: list[str], seeds: list[int], extra: list[str], ou
     out.write_text(json.dumps(result, indent=1))
     print(f"wrote {out}")
     return result
+
+
+def main(kind: str, fetch: Callable[[], Path], extra: list[str], doc: str, argv: list[str] | None = None) -> int:
+    """The command line of benchmarks/real_table.py and real_text.py: `--part job` runs configurations
+    here on the file `fetch` gives, `--part defects` the planted-defect comparison (kinds_defects.py)."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=["job", "defects"], default="job")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--configs", nargs="+", default=list(configs()))
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    command = f"python benchmarks/real_{kind}.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    out = args.out or ROOT / "benchmarks" / "results" / f"real_{kind}_{args.part}.json"
+    if args.part == "job":
+        run_all(fetch(), args.configs, args.seeds, extra, out, command)
+    else:
+        import kinds_defects  # noqa: PLC0415
+
+        kinds_defects.run_all(kind, args.seeds, out, command)
+    return 0

@@ -25,50 +25,22 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import real_job  # noqa: E402
+from cli_run import run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "pays.json"
-CLI = str(ROOT / ".venv" / "bin" / "prune-dagster")
 # The cheapest setting within 0.2 points of full training that benchmarks/cheaper.py measured: no cleaning,
 # no representation, InfoBatch at prune_ratio 0.7 (on clean data the cleaning steps only cost time).
 RECOMMENDED = [s for s in real_job.CONFIGS["off"] if s != "trained_model.dynamic=none"] + [
     "trained_model.dynamic=infobatch", "trained_model.prune_ratio=0.7"]
 SECOND = ["trained_model.batch_size=128"]  # a training setting a user changes; every earlier asset is reused
 CONFIGS = {"off": [*real_job.CONFIGS["off"]], "default": [], "recommended": RECOMMENDED}
-
-
-def run_cli(npz: Path, sets: list[str], home: Path, log: Path) -> tuple[float, int]:
-    """One `prune-dagster run` in `home`: (wall seconds, peak RSS in MiB of the process tree it waited for)."""
-    env = {**os.environ, "DAGSTER_HOME": str(home / "dagster"), "PRUNE_OUTPUT_DIR": str(home / "out"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{home}/mlflow.db"}
-    (home / "dagster").mkdir(parents=True, exist_ok=True)
-    cmd = [CLI, "run", "--dataset", str(npz)]
-    for s in sets:
-        cmd += ["--set", s]
-    rss_file = home / "rss.txt"
-    wrapper = ("import resource, subprocess, sys; rc = subprocess.run(sys.argv[2:]).returncode; "
-               "open(sys.argv[1], 'w').write(str(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)); "
-               "sys.exit(rc)")
-    start = time.perf_counter()
-    with log.open("w") as out:
-        proc = subprocess.run([sys.executable, "-c", wrapper, str(rss_file), *cmd], env=env, stdout=out,
-                              stderr=subprocess.STDOUT, check=False)
-    seconds = time.perf_counter() - start
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(sets)} failed; see {log}:\n{log.read_text()[-3000:]}")
-    return seconds, round(int(rss_file.read_text()) / 1024)
-
-
-def latest_summary(home: Path) -> dict:
-    return json.loads((home / "out" / "latest" / "summary.json").read_text())
 
 
 def row(config: str, seed: int, seconds: float, rss: int, summary: dict) -> dict:
@@ -89,12 +61,12 @@ def one_seed(npz: Path, seed: int, configs: list[str], work: Path) -> list[dict]
     seeded = [f"raw_dataset.split_seed={seed}", f"representation.seed={seed}", f"trained_model.seed={seed}"]
     for config in configs:
         home = work / f"{config}-{seed}"
-        seconds, rss = run_cli(npz, [*CONFIGS[config], *seeded], home, work / f"{config}-{seed}.log")
-        rows.append(row(config, seed, seconds, rss, latest_summary(home)))
+        run = run_cli(npz, [*CONFIGS[config], *seeded], home, work / f"{config}-{seed}.log")
+        rows.append(row(config, seed, run.seconds, run.peak_rss_mib, run.summary))
         print(json.dumps(rows[-1]), flush=True)
         if config == "default":  # the second run: same home, only a training setting changed
-            seconds, rss = run_cli(npz, [*seeded, *SECOND], home, work / f"second-{seed}.log")
-            rows.append(row("second", seed, seconds, rss, latest_summary(home)))
+            run = run_cli(npz, [*seeded, *SECOND], home, work / f"second-{seed}.log")
+            rows.append(row("second", seed, run.seconds, run.peak_rss_mib, run.summary))
             print(json.dumps(rows[-1]), flush=True)
     return rows
 

@@ -23,12 +23,12 @@ import argparse
 import json
 import os
 import platform
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cli_run import run_cli  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "real_job.json"
@@ -107,20 +107,9 @@ def run_once(npz: Path, config: str, seed: int) -> dict:
     sets = [*CONFIGS[config], f"raw_dataset.split_seed={seed}", f"representation.seed={seed}",
             f"trained_model.seed={seed}"]
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "DAGSTER_HOME": f"{tmp}/home", "PRUNE_OUTPUT_DIR": f"{tmp}/out",
-               "MLFLOW_TRACKING_URI": f"sqlite:///{tmp}/mlflow.db"}
-        Path(f"{tmp}/home").mkdir()
-        cmd = [str(ROOT / ".venv" / "bin" / "prune-dagster"), "run", "--dataset", str(npz)]
-        for s in sets:
-            cmd += ["--set", s]
-        start = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
-        seconds = time.perf_counter() - start
-        peak_mib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # largest child so far
-        if proc.returncode != 0:
-            raise SystemExit(f"{config} seed {seed} failed:\n{proc.stderr[-3000:]}")
-        summary = json.loads(next(Path(f"{tmp}/out").rglob("summary.json")).read_text())
-        assets = asset_seconds(Path(f"{tmp}/home"))
+        run = run_cli(npz, sets, Path(tmp))
+        assets = asset_seconds(Path(tmp) / "dagster")
+    seconds, peak_mib, summary = run.seconds, run.peak_rss_mib, run.summary
     return {"config": config, "seed": seed, "seconds": round(seconds, 1), "peak_rss_mib": round(peak_mib),
             "test_accuracy": summary["test_accuracy"], "n_kept": summary["n_kept"],
             "removed_by_step": {s["step"]: s["n_in"] - s["n_out"] for s in summary["steps"]},
